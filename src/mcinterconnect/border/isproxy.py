@@ -1,0 +1,395 @@
+"""The IS proxy, sans-IO: exit and entry point of one MC system on SIP-3 (TS 33.180 11.1.1).
+
+A message goes in with where it arrived (``Arrival``); what to send, and where, comes out
+(``Forward``).  The asyncio adapter (``isproxy_server.py``) only moves bytes.
+
+Exit point (internal → SIP-3, TS 24.379 6.8.2): the partner is chosen by the target's domain;
+local policy may refuse with 403 and ``Warning: 399 <host> "179 service not authorized with the
+interconnected system"``; P-Asserted-Identity becomes the IS proxy's own URI and the
+Request-URI the partner's PSI of the target function; topology is sealed (``topology.py``).
+
+Entry point (SIP-3 → internal, WA-IC-07): only TLS peers that authenticated as a partner's IS
+proxy reach this code (``identify_peer`` is the TLS peer check, BC-1); REGISTER and requests not
+allowed by the agreement are refused (BC-2, BC-5); the partner is authenticated implicitly
+(BC-3, WA-IC-11) or by the explicit-mode authenticator plugged in; the published PSI in the
+Request-URI selects the internal destination (404 for an unknown one).  In-dialog requests are
+accepted only with routing data this border sealed itself, which proves the dialog went through
+it.  Every decision is written to the audit log with a reason code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+
+from mcinterconnect.border.agreement import IsProxySettings, PartnerAgreement
+from mcinterconnect.border.audit import AuditLog
+from mcinterconnect.border.policy import (
+    ALLOWED,
+    NOT_A_SERVER,
+    REGISTER_REFUSED,
+    Decision,
+    ImplicitAuthentication,
+    InboundAuthenticator,
+    check_inbound,
+    check_outbound,
+    choose_partner,
+)
+from mcinterconnect.border.sealing import Sealer
+from mcinterconnect.border.topology import Face, Side, TopologyError, TopologyHider, TopologyLeakError
+from mcinterconnect.identity import DomainMap
+from mcinterconnect.mcinfo import McInfoError, McpttInfo, find_mcptt_info
+from mcinterconnect.sip.message import SipRequest, SipResponse, make_response, warning_value
+from mcinterconnect.sip.proxy import (
+    Forward,
+    RoutingError,
+    decrement_max_forwards,
+    is_initial,
+    next_hop,
+    response_destination,
+    stamp_received,
+)
+from mcinterconnect.sip.transport import OUTBOUND, Address, PeerInfo
+from mcinterconnect.sip.uri import NameAddr, SipSyntaxError, SipUri, Via
+from mcinterconnect.tlsprofile import dns_names, issued_by
+
+INTERNAL_LISTENER = "internal"
+SIP3_LISTENER = "sip3"
+
+# Reason codes of this module (policy reason codes live in policy.py).
+BAD_REQUEST = "bad-request"
+BODY_UNREADABLE = "body-unreadable"
+ROUTE_UNSEALED = "route-unsealed"
+INTERNAL_NAME = "internal-name"
+DIALOG_NOT_SEALED = "dialog-not-sealed"
+UNKNOWN_PSI = "unknown-psi"
+TARGET_LOCAL = "target-local"
+TOO_MANY_HOPS = "too-many-hops"
+RESPONSE_UNROUTABLE = "response-unroutable"
+PEER_UNKNOWN = "peer-unknown"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Where a message arrived: the side, the sender's address and, on SIP-3, the partner."""
+
+    side: Side
+    remote: tuple[str, int]
+    partner: str | None = None
+
+
+@dataclass
+class _Partner:
+    agreement: PartnerAgreement
+    anchors: list[x509.Certificate] = field(default_factory=list)
+
+
+class IsProxy:
+    """Sans-IO core of one IS proxy instance; instances sharing the sealing keys are interchangeable."""
+
+    def __init__(
+        self,
+        settings: IsProxySettings,
+        *,
+        own_domains: list[str],
+        agreements: list[PartnerAgreement],
+        internal_markers: list[str],
+        sealer: Sealer,
+        audit: AuditLog,
+        internal: Address | None = None,
+        external: Address | None = None,
+        authenticator: InboundAuthenticator | None = None,
+    ) -> None:
+        """``internal_markers``: every internal host, address and ``host:port`` that must not
+        cross the border; ``internal``/``external``: the bound listen addresses when they differ
+        from the configured ones (port 0)."""
+        self.settings = settings
+        self.public_host = settings.public_host
+        self.own_uri = settings.uri
+        self.audit = audit
+        internal = internal or settings.internal_listen
+        external = external or settings.sip3_listen
+        self.topology = TopologyHider(
+            sealer,
+            Face(internal.host, internal.port, internal.transport),
+            Face(settings.public_host, external.port, "tls"),
+            internal_markers=internal_markers,
+        )
+        self.domains = DomainMap(own_domains, {p.name: p.domains for p in agreements})
+        self.partners = {
+            p.name: _Partner(p, [_load_anchor(path) for path in p.trust_anchors]) for p in agreements
+        }
+        self.authenticator = authenticator or ImplicitAuthentication()
+        self._internal_sources = {ipaddress.ip_address(a) for a in settings.allowed_internal_sources}
+
+    # ------------------------------------------------------------- TLS peers
+    def identify_peer(self, certificate: x509.Certificate | None, remote: tuple[str, int]) -> str | None:
+        """BC-1: the partner whose IS proxy presented ``certificate``, else ``None``.
+
+        The certificate must be issued by one of that partner's trust anchors *and* name the
+        partner's configured IS proxy host (WA-IC-17); a partner's CA cannot vouch for another.
+        """
+        if certificate is None:
+            return None
+        names = {name.lower() for name in dns_names(certificate)}
+        for name, partner in self.partners.items():
+            agreement = partner.agreement
+            if agreement.is_proxy_host not in names:
+                continue
+            if agreement.allowed_sources and remote[0] not in agreement.allowed_sources:
+                continue
+            if any(issued_by(certificate, anchor) for anchor in partner.anchors):
+                return name
+        return None
+
+    def peer_refusal(self, certificate: x509.Certificate | None, remote: tuple[str, int]) -> str | None:
+        """The TLS peer check of the SIP-3 listener: a refusal reason, or None for a partner."""
+        if self.identify_peer(certificate, remote) is not None:
+            return None
+        subject = certificate.subject.rfc4514_string() if certificate is not None else "no certificate"
+        self.audit.record(
+            "refuse", PEER_UNKNOWN, side="external", remote=f"{remote[0]}:{remote[1]}", peer=subject
+        )
+        return f"peer ({subject}) is not a partner IS proxy"
+
+    # ------------------------------------------------------- transport glue
+    def arrival(self, peer: PeerInfo) -> Arrival:
+        """Which side a message came from: the SIP-3 listener, or a TLS connection we opened to a
+        partner, is the external side; everything else is internal."""
+        external = peer.listener == SIP3_LISTENER or (peer.listener == OUTBOUND and peer.transport == "tls")
+        if not external:
+            return Arrival(Side.INTERNAL, peer.remote)
+        return Arrival(Side.EXTERNAL, peer.remote, self.identify_peer(peer.certificate, peer.remote))
+
+    def on_request(self, request: SipRequest, peer: PeerInfo) -> list[Forward]:
+        return self.handle_request(request, self.arrival(peer))
+
+    def on_response(self, response: SipResponse, peer: PeerInfo) -> list[Forward]:
+        return self.handle_response(response, self.arrival(peer))
+
+    # -------------------------------------------------------------- requests
+    def handle_request(self, request: SipRequest, arrival: Arrival) -> list[Forward]:
+        """Process one request; return it forwarded, or the response that refuses it."""
+        work = request.copy()
+        try:
+            stamp_received(work, arrival.remote)
+        except RoutingError as error:
+            return self._refuse(request, arrival, BAD_REQUEST, error.reason, error.status)
+        respond_to = work.copy()
+        try:
+            if arrival.side is Side.INTERNAL:
+                return self._exit(work, arrival, respond_to)
+            return self._entry(work, arrival, respond_to)
+        except TopologyLeakError as error:
+            return self._refuse(respond_to, arrival, INTERNAL_NAME, error.reason, error.status)
+        except TopologyError as error:
+            return self._refuse(respond_to, arrival, ROUTE_UNSEALED, error.reason, error.status)
+        except RoutingError as error:
+            reason = TOO_MANY_HOPS if error.status == 483 else BAD_REQUEST
+            return self._refuse(respond_to, arrival, reason, error.reason, error.status)
+
+    def _exit(self, request: SipRequest, arrival: Arrival, respond_to: SipRequest) -> list[Forward]:
+        """Exit point: internal → partner (TS 24.379 6.8.2)."""
+        if self._internal_sources and ipaddress.ip_address(arrival.remote[0]) not in self._internal_sources:
+            return self._refuse(
+                respond_to, arrival, NOT_A_SERVER, "source is not one of this system's servers"
+            )
+        if request.method == "REGISTER":
+            return self._refuse(respond_to, arrival, REGISTER_REFUSED, "REGISTER never leaves the system")
+        initial = is_initial(request)
+        self.topology.restore_request(request, Side.INTERNAL)
+        chosen = self._partner_of_outbound(request, initial)
+        if isinstance(chosen, Decision):
+            return self._refuse_with(respond_to, arrival, chosen)
+        agreement = chosen
+        decision = check_outbound(request, agreement)
+        if not decision.allowed:
+            return self._refuse_with(respond_to, arrival, decision)
+        info = self._mcptt_info(request)
+        if isinstance(info, Decision):
+            return self._refuse_with(respond_to, arrival, info)
+        # 24.379 6.8.2 step 3: the gateway's own URI as asserted identity, the partner's PSI as target.
+        request.headers.remove("P-Asserted-Identity")
+        request.headers.remove("P-Preferred-Identity")
+        request.headers.add("P-Asserted-Identity", f"<{self.own_uri}>")
+        if initial and info is not None and info.request_uri and "mcptt" in agreement.psis:
+            request.uri = agreement.psis["mcptt"]
+        self.topology.hide_request(request, Side.INTERNAL)
+        decrement_max_forwards(request, self.settings.max_forwards)
+        self._audit_allow(request, arrival, agreement.name, "outbound")
+        return [Forward(request, agreement.is_proxy_address, agreement.is_proxy_host)]
+
+    def _partner_of_outbound(self, request: SipRequest, initial: bool) -> PartnerAgreement | Decision:
+        routes = request.headers.get_all("Route")
+        try:
+            target = SipUri.parse(NameAddr.parse(routes[0]).uri if routes else request.uri)
+        except SipSyntaxError as error:
+            return Decision.refuse(BAD_REQUEST, f"cannot read the target: {error.reason}", status=400)
+        host = target.host.lower()
+        for name, partner in self.partners.items():
+            if host == partner.agreement.is_proxy_host:
+                return self.partners[name].agreement
+        if initial and host in self.domains.own:
+            return Decision.refuse(
+                TARGET_LOCAL, f"target {target.address_of_record} is homed here", status=404
+            )
+        return choose_partner(host, [p.agreement for p in self.partners.values()], self.domains)
+
+    def _entry(self, request: SipRequest, arrival: Arrival, respond_to: SipRequest) -> list[Forward]:
+        """Entry point: partner → internal (WA-IC-07)."""
+        partner = self.partners.get(arrival.partner or "")
+        if partner is None:
+            return self._refuse(respond_to, arrival, PEER_UNKNOWN, "peer did not authenticate as a partner")
+        agreement = partner.agreement
+        initial = is_initial(request)
+        if initial and request.method == "OPTIONS" and self._addresses_proxy(request.uri):
+            response = make_response(respond_to, 200, to_tag="isp")
+            self._audit_allow(request, arrival, agreement.name, "inbound", local="options")
+            return [self._answer(response, arrival)]
+        info = self._mcptt_info(request)
+        if isinstance(info, Decision):
+            return self._refuse_with(respond_to, arrival, info)
+        decision = check_inbound(request, agreement, self.domains, info, self.authenticator)
+        if not decision.allowed:
+            return self._refuse_with(respond_to, arrival, decision)
+        sealed = self.topology.restore_request(request, Side.EXTERNAL)
+        if initial or (request.method == "ACK" and not sealed):
+            destination = self.settings.routes.get(_aor(request.uri))
+            if destination is None:
+                return self._refuse(
+                    respond_to, arrival, UNKNOWN_PSI, f"{_aor(request.uri)} is not a published PSI", 404
+                )
+        elif not sealed:
+            return self._refuse(
+                respond_to, arrival, DIALOG_NOT_SEALED, "in-dialog request without routing data sealed here"
+            )
+        else:
+            destination = next_hop(request, "tcp")
+        self.topology.hide_request(request, Side.EXTERNAL)
+        decrement_max_forwards(request, self.settings.max_forwards)
+        self._audit_allow(request, arrival, agreement.name, "inbound")
+        return [Forward(request, destination)]
+
+    def _mcptt_info(self, request: SipRequest) -> McpttInfo | Decision | None:
+        try:
+            return find_mcptt_info(request)
+        except (McInfoError, SipSyntaxError, ValueError) as error:
+            return Decision.refuse(BODY_UNREADABLE, f"MC body cannot be read: {error}", status=400)
+
+    def _addresses_proxy(self, uri: str) -> bool:
+        try:
+            parsed = SipUri.parse(uri)
+        except SipSyntaxError:
+            return False
+        return (parsed.user is None and parsed.host.lower() == self.public_host) or (
+            f"{parsed.scheme}:{parsed.user}@{parsed.host.lower()}" == self.own_uri
+        )
+
+    # ------------------------------------------------------------- responses
+    def handle_response(self, response: SipResponse, arrival: Arrival) -> list[Forward]:
+        """Route a response back across the border by the Via stack sealed in our branch."""
+        work = response.copy()
+        try:
+            self.topology.restore_response(work, arrival.side)
+            destination = response_destination(work)
+        except RoutingError as error:
+            self.audit.record(
+                "drop",
+                RESPONSE_UNROUTABLE,
+                side=arrival.side.value,
+                partner=arrival.partner,
+                status=response.status,
+                detail=error.reason,
+            )
+            return []
+        if arrival.side is Side.INTERNAL:
+            return [self._toward_partner(work, destination)]
+        return [Forward(work, destination)]
+
+    def _toward_partner(self, message: SipResponse, destination: Address) -> Forward:
+        """A response for a partner goes back over the connection its request came on (received,
+        rport); when that connection is gone, to the partner IS proxy named by the Via sent-by."""
+        try:
+            sent_by = Via.parse(message.headers.get("Via") or "").host.lower()
+        except SipSyntaxError:
+            return Forward(message, destination)
+        for partner in self.partners.values():
+            agreement = partner.agreement
+            if sent_by == agreement.is_proxy_host:
+                return Forward(message, destination, agreement.is_proxy_host, agreement.is_proxy_address)
+        return Forward(message, destination)
+
+    # --------------------------------------------------------------- helpers
+    def _refuse(
+        self,
+        request: SipRequest,
+        arrival: Arrival,
+        reason: str,
+        detail: str,
+        status: int = 403,
+        *,
+        decision: Decision | None = None,
+    ) -> list[Forward]:
+        self.audit.record(
+            "refuse",
+            reason,
+            side=arrival.side.value,
+            direction="outbound" if arrival.side is Side.INTERNAL else "inbound",
+            partner=arrival.partner or (decision.partner if decision else None),
+            method=request.method,
+            status=status,
+            detail=detail,
+            remote=f"{arrival.remote[0]}:{arrival.remote[1]}",
+        )
+        if request.method == "ACK":
+            return []  # an ACK is never answered (RFC 3261 §17.2.1)
+        text = Decision.refuse(reason, detail, status=status).warning_text(self.settings.warning_code)
+        response = make_response(request, status, warning=warning_value(self.public_host, text))
+        try:
+            return [self._answer(response, arrival)]
+        except RoutingError:
+            return []  # no usable Via: the refusal cannot be addressed
+
+    def _refuse_with(self, request: SipRequest, arrival: Arrival, decision: Decision) -> list[Forward]:
+        return self._refuse(
+            request, arrival, decision.reason, decision.detail, decision.status, decision=decision
+        )
+
+    def _answer(self, response: SipResponse, arrival: Arrival) -> Forward:
+        destination = response_destination(response)
+        if arrival.side is Side.EXTERNAL:
+            partner = self.partners.get(arrival.partner or "")
+            if partner is not None:
+                agreement = partner.agreement
+                return Forward(response, destination, agreement.is_proxy_host, agreement.is_proxy_address)
+        return Forward(response, destination)
+
+    def _audit_allow(
+        self, request: SipRequest, arrival: Arrival, partner: str, direction: str, **extra: str
+    ) -> None:
+        self.audit.record(
+            "allow",
+            ALLOWED,
+            side=arrival.side.value,
+            direction=direction,
+            partner=partner,
+            method=request.method,
+            initial=is_initial(request),
+            remote=f"{arrival.remote[0]}:{arrival.remote[1]}",
+            **extra,
+        )
+
+
+def _aor(uri: str) -> str:
+    try:
+        parsed = SipUri.parse(uri)
+    except SipSyntaxError:
+        return uri
+    return f"sip:{parsed.user}@{parsed.host.lower()}" if parsed.user else f"sip:{parsed.host.lower()}"
+
+
+def _load_anchor(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())

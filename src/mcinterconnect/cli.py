@@ -1,0 +1,167 @@
+"""``mcic``: the command line of mcinterconnect.
+
+    mcic init DIR [--force]           write a ready two-system deployment on loopback
+    mcic run DIR [--system NAME ...]  run the systems of a deployment until interrupted
+    mcic demo [--keep DIR]            run A and B, send a MESSAGE, play the attacker, print a table
+    mcic client DIR --system A --user sip:alice@a.mc.example [--to URI --text TEXT] [--wait S]
+
+Exit status: 0 success, 1 a failure (one line on stderr, never a traceback), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mcinterconnect import __version__
+from mcinterconnect.deploy.config import ConfigError, load_deployment
+from mcinterconnect.deploy.init import InitError, init_deployment
+from mcinterconnect.deploy.runner import RunningSystem, StartError, serve_forever, start_system
+from mcinterconnect.services.client import ClientError, McClient
+
+
+class CliError(Exception):
+    """A failure reported as one line with exit status 1."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcic", description="Security of interconnection between MC systems."
+    )
+    parser.add_argument("--version", action="version", version=f"mcic {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="write a two-system deployment (A and B) on loopback")
+    init.add_argument("directory", type=Path)
+    init.add_argument("--force", action="store_true", help="write into a non-empty directory")
+
+    run = commands.add_parser("run", help="run the systems of a deployment")
+    run.add_argument("directory", type=Path, help="deployment folder or deployment.toml")
+    run.add_argument("--system", action="append", default=[], help="only this system (repeatable)")
+
+    demo = commands.add_parser("demo", help="run the two-system demo and the attacker scenarios")
+    demo.add_argument("--keep", type=Path, help="write the deployment here and keep it")
+
+    client = commands.add_parser("client", help="an MC client: register, send and receive MESSAGEs")
+    client.add_argument("directory", type=Path, help="deployment folder or deployment.toml")
+    client.add_argument("--system", required=True, help="the client's home system (name or domain)")
+    client.add_argument(
+        "--user", required=True, help="the client's MC service ID, e.g. sip:alice@a.mc.example"
+    )
+    client.add_argument("--to", help="send one MESSAGE to this MC service ID")
+    client.add_argument("--text", default="", help="the text of that MESSAGE")
+    client.add_argument("--wait", type=float, default=0.0, help="seconds to wait for incoming MESSAGEs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "init":
+            path = init_deployment(args.directory, overwrite=args.force)
+            print(f"deployment written: {path}")
+            return 0
+        if args.command == "run":
+            return _run(args.directory, args.system)
+        if args.command == "demo":
+            from mcinterconnect.deploy.demo import demo_main
+
+            return demo_main(args.keep)
+        if args.command == "client":
+            return asyncio.run(_client(args))
+    except (CliError, ConfigError, InitError, StartError, ClientError) as error:
+        print(f"mcic: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _run(directory: Path, only: list[str]) -> int:
+    deployment = load_deployment(directory)
+    configs = [deployment.system(name) for name in only] if only else deployment.systems
+
+    async def serve() -> None:
+        systems: list[RunningSystem] = []
+        try:
+            for config in configs:
+                systems.append(await start_system(config))
+                section = config.is_proxy
+                print(
+                    f"system {config.system.name} ({config.domain}): "
+                    f"SIP core {config.sip_core.client_listen}, "
+                    f"IS proxy SIP-3 {section.sip3_listen} as {section.public_host}",
+                    flush=True,
+                )
+        except StartError:
+            for system in systems:
+                await system.close()
+            raise
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if task is not None:
+                loop.add_signal_handler(signum, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve_forever(systems)
+
+    asyncio.run(serve())
+    return 0
+
+
+async def _client(args: argparse.Namespace) -> int:
+    deployment = load_deployment(args.directory)
+    config = deployment.system(args.system)
+    client = McClient(
+        args.user,
+        config.sip_core.client_listen,
+        mcx_psi=config.mcx_server.psi,
+        listen_host=config.sip_core.client_listen.host,
+    )
+    await client.start()
+    try:
+        response = await client.register()
+        print(
+            json.dumps({"event": "register", "status": response.status, "reason": response.reason}),
+            flush=True,
+        )
+        if response.status != 200:
+            raise CliError(f"registration refused: {response.status} {response.reason}")
+        if args.to:
+            response = await client.send_message(args.to, args.text)
+            print(
+                json.dumps(
+                    {
+                        "event": "message-sent",
+                        "to": args.to,
+                        "status": response.status,
+                        "warning": response.headers.get("Warning"),
+                    }
+                ),
+                flush=True,
+            )
+            if response.status != 200:
+                raise CliError(f"MESSAGE refused: {response.status} {response.reason}")
+        deadline = asyncio.get_running_loop().time() + args.wait
+        while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                received = await asyncio.wait_for(client.inbox.get(), remaining)
+            except TimeoutError:
+                break
+            print(
+                json.dumps({"event": "message-received", "from": received.sender, "text": received.text}),
+                flush=True,
+            )
+    finally:
+        await client.close()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""``mcic demo``: two MC systems interconnected through their IS proxies, then an attacker.
+
+The demo writes a fresh two-system deployment (``init_deployment``) into a temporary folder,
+starts systems A and B in one process on free loopback ports, registers alice@A and bob@B,
+sends a MESSAGE alice → bob and checks its delivery, then plays the attacker against A's SIP-3
+listener (TS 33.180 11.1.1: the border refuses direct client connections and authenticates the
+partner).  It prints a table (scenario, expected, observed) and succeeds only if every row
+matches.  Every byte the IS proxies send across SIP-3 is recorded (``DemoRun.sip3_bytes``) for
+the leak test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcinterconnect.deploy.config import DeploymentConfig, SystemConfig, load_deployment
+from mcinterconnect.deploy.init import init_deployment
+from mcinterconnect.deploy.pki import (
+    issue_certificate,
+    load_certificate,
+    load_private_key,
+    write_pem,
+    write_private_key,
+)
+from mcinterconnect.deploy.probe import ProbeResult, probe, probe_request
+from mcinterconnect.deploy.runner import RunningSystem, start_system
+from mcinterconnect.mcinfo import MCPTT_INFO_TYPE, McpttInfo
+from mcinterconnect.services.client import McClient
+from mcinterconnect.sip.message import SipResponse
+from mcinterconnect.tlsprofile import client_context
+
+
+@dataclass
+class Row:
+    scenario: str
+    expected: str
+    observed: str
+    ok: bool
+
+
+@dataclass
+class DemoRun:
+    """Everything the demo observed."""
+
+    rows: list[Row] = field(default_factory=list)
+    sip3_bytes: list[bytes] = field(default_factory=list)
+    transport_events: list[dict[str, object]] = field(default_factory=list)
+    audit: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+    deployment: DeploymentConfig | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.rows) and all(row.ok for row in self.rows)
+
+    def table(self) -> str:
+        headers = ("scenario", "expected", "observed", "")
+        lines = [(r.scenario, r.expected, r.observed, "ok" if r.ok else "MISMATCH") for r in self.rows]
+        widths = [
+            max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(headers)
+        ]
+        widths[2] = min(widths[2], 90)
+
+        def fmt(cells: tuple[str, ...]) -> str:
+            return " | ".join(cell[: widths[i]].ljust(widths[i]) for i, cell in enumerate(cells)).rstrip()
+
+        rule = "-+-".join("-" * width for width in widths)
+        return "\n".join([fmt(headers), rule, *(fmt(line) for line in lines)])
+
+
+async def run_demo(directory: Path, *, timeout: float = 5.0) -> DemoRun:
+    """Generate a deployment in ``directory`` (must be empty), run it, return what was observed."""
+    started = time.monotonic()
+    run = DemoRun()
+    init_deployment(directory)
+    deployment = load_deployment(directory)
+    run.deployment = deployment
+    system_a, system_b = deployment.systems
+    systems: list[RunningSystem] = []
+    clients: list[McClient] = []
+    try:
+        for config in (system_a, system_b):
+            systems.append(
+                await start_system(config, log=run.transport_events.append, wire_tap=run.sip3_bytes.append)
+            )
+        alice = McClient(
+            "sip:alice@a.mc.example",
+            system_a.sip_core.client_listen,
+            mcx_psi=system_a.mcx_server.psi,
+            listen_host=system_a.sip_core.client_listen.host,
+            timeout=timeout,
+        )
+        bob = McClient(
+            "sip:bob@b.mc.example",
+            system_b.sip_core.client_listen,
+            mcx_psi=system_b.mcx_server.psi,
+            listen_host=system_b.sip_core.client_listen.host,
+            timeout=timeout,
+        )
+        clients += [alice, bob]
+        for client in clients:
+            await client.start()
+        for client, name in ((alice, "alice@A"), (bob, "bob@B")):
+            response = await client.register()
+            run.rows.append(
+                Row(f"REGISTER {name} at its home SIP core", "200", _status(response), response.status == 200)
+            )
+        await _message_row(run, alice, bob, timeout)
+        await _attacks(run, directory, system_a, system_b, timeout)
+    finally:
+        for client in clients:
+            await client.close()
+        for system in systems:
+            run.audit[system.config.system.name] = list(system.audit.recent)
+            await system.close()
+    run.seconds = time.monotonic() - started
+    return run
+
+
+async def _message_row(run: DemoRun, alice: McClient, bob: McClient, timeout: float) -> None:
+    response = await alice.send_message("sip:bob@b.mc.example", "Fire on level 3, need support")
+    delivered = None
+    with contextlib.suppress(TimeoutError):
+        delivered = await asyncio.wait_for(bob.inbox.get(), timeout)
+    observed = _status(response)
+    if delivered is not None:
+        observed += f"; bob got {delivered.text!r} from {delivered.sender}"
+    ok = (
+        response.status == 200
+        and delivered is not None
+        and delivered.sender == "sip:alice@a.mc.example"
+        and delivered.text == "Fire on level 3, need support"
+    )
+    run.rows.append(Row("MESSAGE alice@A -> bob@B across SIP-3", "200, delivered from alice", observed, ok))
+
+
+async def _attacks(
+    run: DemoRun, directory: Path, system_a: SystemConfig, system_b: SystemConfig, timeout: float
+) -> None:
+    sip3 = system_a.is_proxy.sip3_listen
+    host = system_a.is_proxy.public_host
+    a_ca = directory / "a" / "pki" / "ca.crt"
+    b_cert = system_b.is_proxy.certificate
+    b_key = system_b.is_proxy.private_key
+    via_b = f"{system_b.is_proxy.public_host}:{system_b.is_proxy.sip3_listen.port}"
+    options = probe_request(
+        "OPTIONS",
+        f"sip:{host}",
+        source="sip:intruder@a.mc.example",
+        target=f"sip:{host}",
+        via_host="10.9.9.9:5061",
+        headers=[("P-Asserted-Identity", "<sip:intruder@a.mc.example>")],
+    )
+
+    # (a) a client without any certificate, and a client with a certificate of A's own PKI.
+    no_cert = client_context(trust_anchors=[a_ca])
+    mark = len(run.transport_events)
+    result = await probe(sip3, options.to_bytes(), context=no_cert, server_hostname=host, timeout=timeout)
+    run.rows.append(
+        _refused_row(
+            "(a) TLS client without a certificate -> A's SIP-3", result, await _events_since(run, mark)
+        )
+    )
+    own_cert, own_key = _own_client_identity(directory)
+    own_client = client_context(trust_anchors=[a_ca], cert_file=own_cert, key_file=own_key)
+    mark = len(run.transport_events)
+    result = await probe(sip3, options.to_bytes(), context=own_client, server_hostname=host, timeout=timeout)
+    run.rows.append(
+        _refused_row(
+            "(a) MC client with a certificate of A's own CA -> A's SIP-3",
+            result,
+            await _events_since(run, mark),
+        )
+    )
+
+    partner = client_context(trust_anchors=[a_ca], cert_file=b_cert, key_file=b_key)
+    # (b) the partner's certificate, but a REGISTER: clients never register across the border.
+    register = probe_request(
+        "REGISTER",
+        "sip:a.mc.example",
+        source="sip:bob@b.mc.example",
+        target="sip:bob@b.mc.example",
+        via_host=via_b,
+        headers=[("Contact", "<sip:bob@10.9.9.9:5061;transport=tls>"), ("Expires", "600")],
+    )
+    result = await probe(sip3, register.to_bytes(), context=partner, server_hostname=host, timeout=timeout)
+    run.rows.append(
+        _status_row("(b) partner certificate, REGISTER over SIP-3", result, 403, "register-refused")
+    )
+
+    # (c) a request from B whose source identity claims A's own domain.
+    body = McpttInfo(
+        request_uri="sip:alice@a.mc.example", calling_user_id="sip:mallory@b.mc.example"
+    ).to_xml()
+    spoofed = probe_request(
+        "MESSAGE",
+        system_a.mcx_server.psi,
+        source="sip:mallory@a.mc.example",
+        target="sip:alice@a.mc.example",
+        via_host=via_b,
+        headers=[("P-Asserted-Identity", "<sip:mallory@a.mc.example>")],
+        body=body,
+        content_type=MCPTT_INFO_TYPE,
+    )
+    result = await probe(sip3, spoofed.to_bytes(), context=partner, server_hostname=host, timeout=timeout)
+    run.rows.append(
+        _status_row(
+            "(c) from B, source claims A's domain (P-Asserted-Identity)", result, 403, "source-spoofed"
+        )
+    )
+    body = McpttInfo(request_uri="sip:alice@a.mc.example", calling_user_id="sip:bob@a.mc.example").to_xml()
+    spoofed_body = probe_request(
+        "MESSAGE",
+        system_a.mcx_server.psi,
+        source="sip:isproxy@b.mc.example",
+        target="sip:alice@a.mc.example",
+        via_host=via_b,
+        headers=[("P-Asserted-Identity", "<sip:isproxy@b.mc.example>")],
+        body=body,
+        content_type=MCPTT_INFO_TYPE,
+    )
+    result = await probe(
+        sip3, spoofed_body.to_bytes(), context=partner, server_hostname=host, timeout=timeout
+    )
+    run.rows.append(
+        _status_row(
+            "(c) from B, calling user claims A's domain (mcptt-info)", result, 403, "calling-user-spoofed"
+        )
+    )
+
+    # (d) plain TCP to the SIP-3 port.
+    mark = len(run.transport_events)
+    result = await probe(sip3, options.to_bytes(), timeout=timeout)
+    run.rows.append(
+        _refused_row("(d) plain TCP (no TLS) -> A's SIP-3", result, await _events_since(run, mark))
+    )
+
+
+async def _events_since(run: DemoRun, mark: int) -> list[dict[str, object]]:
+    """Transport events logged since ``mark`` (the server may log just after the client gives up)."""
+    for _ in range(50):
+        events = run.transport_events[mark:]
+        if any(str(event.get("event", "")).startswith("tls-") for event in events):
+            return events
+        await asyncio.sleep(0.01)
+    return run.transport_events[mark:]
+
+
+def _own_client_identity(directory: Path) -> tuple[Path, Path]:
+    """A certificate that A's own CA issued to one of A's clients (as a stolen device would hold)."""
+    ca_cert = load_certificate(directory / "a" / "pki" / "ca.crt")
+    ca_key = load_private_key(directory / "a" / "pki" / "ca.key")
+    cert, key = issue_certificate(
+        ca_cert,
+        ca_key,
+        ["alice-device.a.mc.example"],
+        common_name="alice-device.a.mc.example",
+        days=1,
+        server=False,
+        client=True,
+    )
+    folder = directory / "attacker"
+    folder.mkdir(exist_ok=True)
+    write_pem(folder / "client.crt", cert)
+    write_private_key(folder / "client.key", key)
+    return folder / "client.crt", folder / "client.key"
+
+
+def _status(response: SipResponse) -> str:
+    return f"{response.status} {response.reason}"
+
+
+def _refused_row(scenario: str, result: ProbeResult, server_events: list[dict[str, object]]) -> Row:
+    """A connection the border must refuse before any SIP: what the probe saw, and why the server refused."""
+    refused = result.response is None
+    reasons = [
+        str(event.get("reason")) for event in server_events if str(event.get("event", "")).startswith("tls-")
+    ]
+    seen = "no SIP answer" if result.response is None else result.describe()
+    observed = f"{seen}; server: {reasons[-1]}" if reasons else result.describe()
+    return Row(scenario, "refused in the TLS handshake", observed, refused and bool(reasons))
+
+
+def _status_row(scenario: str, result: ProbeResult, status: int, reason: str) -> Row:
+    response = result.response
+    ok = (
+        response is not None
+        and response.status == status
+        and reason in (response.headers.get("Warning") or "")
+        and (response.headers.get("Warning") or "").startswith("399 ")
+    )
+    observed = result.describe()
+    if response is not None:
+        warning = response.headers.get("Warning") or ""
+        rule = warning.rpartition("(")[2].partition(":")[0] if "(" in warning else "no rule named"
+        observed = f"{response.status} {response.reason}; Warning {warning[:3]} rule {rule}"
+    return Row(scenario, f"{status} + Warning 399 ({reason})", observed, ok)
+
+
+def demo_main(keep: Path | None = None, *, printer: Callable[[str], None] = print) -> int:
+    """Run the demo, print the table; 0 when every row matches."""
+    directory = keep or Path(tempfile.mkdtemp(prefix="mcic-demo-"))
+    try:
+        run = asyncio.run(_bounded(run_demo(directory), 60.0))
+    finally:
+        if keep is None:
+            shutil.rmtree(directory, ignore_errors=True)
+    printer(run.table())
+    for name, entries in run.audit.items():
+        refused = sum(1 for entry in entries if entry.get("decision") == "refuse")
+        printer(f"audit {name}: {len(entries)} decisions, {refused} refusals")
+    printer(
+        f"{'all scenarios as expected' if run.ok else 'SOME SCENARIOS DID NOT MATCH'} in {run.seconds:.1f} s"
+    )
+    return 0 if run.ok else 1
+
+
+async def _bounded(work: Awaitable[DemoRun], seconds: float) -> DemoRun:
+    async with asyncio.timeout(seconds):
+        return await work
+
+
+__all__ = ["DemoRun", "Row", "demo_main", "run_demo"]

@@ -1,0 +1,293 @@
+"""``init``: write a ready two-system deployment on loopback (configuration, PKI, sealing keys).
+
+Systems A (``a.mc.example``) and B (``b.mc.example``) are interconnected by their IS proxies over
+SIP-3 with mutual TLS (TS 33.180 6.3.2, WA-IC-13): each system has its own CA, an IS proxy leaf
+certificate named by its public host (WA-IC-17) and the partner's CA as trust anchor; each border
+has its own sealing key (ARCHITECTURE.md §4, sealed topology hiding).  The files follow the
+models of ``deploy.config`` exactly, and the result is loaded once before returning.
+
+Internal services of A listen on ``host_a`` and those of B on ``host_b`` (two distinct loopback
+addresses, so that a leak test can look for them in SIP-3 traffic); both SIP-3 listeners are on
+``border_host``.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcinterconnect.border.sealing import generate_sealing_key, write_sealing_keys
+from mcinterconnect.deploy.config import ConfigError, load_deployment
+from mcinterconnect.deploy.pki import create_ca, issue_certificate, write_pem, write_private_key
+from mcinterconnect.sip.transport import Address
+
+CA_DAYS = 3650
+LEAF_DAYS = 825
+SEALING_KEY_ID = 1
+
+#: Listen addresses of one system, as the key paths of ``system.toml``.
+SYSTEM_PORT_KEYS = (
+    "sip_core.client_listen",
+    "sip_core.server_listen",
+    "mcx_server.listen",
+    "is_proxy.internal_listen",
+    "is_proxy.sip3_listen",
+)
+#: Keys accepted in ``ports``: ``"a.sip_core.client_listen"`` ... ``"b.is_proxy.sip3_listen"``.
+PORT_KEYS = tuple(f"{system}.{key}" for system in ("a", "b") for key in SYSTEM_PORT_KEYS)
+
+_FREE_PORT_ATTEMPTS = 100
+
+
+class InitError(ValueError):
+    """The deployment cannot be written, as one line."""
+
+
+@dataclass(frozen=True)
+class _System:
+    letter: str  # "a" or "b": folder name and port key prefix
+    name: str
+    domain: str
+    host: str
+
+    @property
+    def public_host(self) -> str:
+        return f"isproxy.{self.domain}"
+
+    @property
+    def psi(self) -> str:
+        return f"sip:mcptt-server@{self.domain}"
+
+
+def init_deployment(
+    directory: Path,
+    *,
+    host_a: str = "127.0.10.1",
+    host_b: str = "127.0.20.1",
+    border_host: str = "127.0.0.1",
+    ports: Mapping[str, int] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the deployment into ``directory`` and return the path of its ``deployment.toml``.
+
+    ``ports`` maps keys of ``PORT_KEYS`` to port numbers; every port not given is a free TCP
+    port of its host, and all ports are distinct.  A non-empty ``directory`` is refused unless
+    ``overwrite`` (then the deployment files are replaced and other files are left alone).
+    """
+    for label, host in (("host_a", host_a), ("host_b", host_b), ("border_host", border_host)):
+        try:
+            Address("tcp", host, 0)
+        except ValueError as exc:
+            raise InitError(f"{label}: {exc}") from None
+    _check_directory(directory, overwrite=overwrite)
+    systems = (
+        _System("a", "A", "a.mc.example", host_a),
+        _System("b", "B", "b.mc.example", host_b),
+    )
+    hosts = {
+        f"{system.letter}.{key}": border_host if key == "is_proxy.sip3_listen" else system.host
+        for system in systems
+        for key in SYSTEM_PORT_KEYS
+    }
+    chosen = _choose_ports(hosts, dict(ports or {}))
+    addresses = {
+        key: str(Address("tls" if key.endswith("sip3_listen") else "tcp", hosts[key], chosen[key]))
+        for key in hosts
+    }
+
+    # Make every secret before writing anything, so that a failure leaves no half deployment.
+    authorities = {
+        system.letter: create_ca(f"MC system {system.name} CA", days=CA_DAYS) for system in systems
+    }
+    leaves = {
+        system.letter: issue_certificate(
+            *authorities[system.letter],
+            [system.public_host],
+            common_name=system.public_host,
+            days=LEAF_DAYS,
+        )
+        for system in systems
+    }
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "deployment.toml").write_text(_DEPLOYMENT_TOML, encoding="utf-8")
+    (directory / "README.txt").write_text(
+        _README.format(host_a=host_a, host_b=host_b, border_host=border_host), encoding="utf-8"
+    )
+    for system, partner in zip(systems, systems[::-1], strict=True):
+        folder = directory / system.letter
+        for sub in ("pki", "keys", "partners"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        ca_cert, ca_key = authorities[system.letter]
+        leaf_cert, leaf_key = leaves[system.letter]
+        write_pem(folder / "pki" / "ca.crt", ca_cert)
+        write_private_key(folder / "pki" / "ca.key", ca_key)
+        write_pem(folder / "pki" / "isproxy.crt", leaf_cert)
+        write_private_key(folder / "pki" / "isproxy.key", leaf_key)
+        write_sealing_keys(folder / "keys" / "sealing.keys", [(SEALING_KEY_ID, generate_sealing_key())])
+        write_pem(folder / "partners" / f"{partner.letter}-ca.crt", authorities[partner.letter][0])
+        (folder / "system.toml").write_text(_system_toml(system, partner, addresses), encoding="utf-8")
+
+    path = directory / "deployment.toml"
+    try:
+        load_deployment(path)
+    except ConfigError as exc:  # a bug of this module, not of the caller
+        raise InitError(f"generated deployment does not load: {exc}") from None
+    return path
+
+
+def _check_directory(directory: Path, *, overwrite: bool) -> None:
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise InitError(f"{directory}: exists and is not a directory")
+    if not overwrite and any(directory.iterdir()):
+        raise InitError(f"{directory}: directory is not empty (choose an empty one or overwrite)")
+
+
+def _choose_ports(hosts: Mapping[str, str], given: dict[str, int]) -> dict[str, int]:
+    for key, port in given.items():
+        if key not in hosts:
+            raise InitError(f"ports: unknown key {key!r} (expected one of {', '.join(PORT_KEYS)})")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise InitError(f"ports: {key}: {port!r} is not a port number 1..65535")
+    owner: dict[int, str] = {}
+    for key, port in given.items():
+        if port in owner:
+            raise InitError(f"ports: {owner[port]} and {key} both use port {port}")
+        owner[port] = key
+    chosen = dict(given)
+    held: list[socket.socket] = []
+    try:
+        for key, host in hosts.items():
+            if key in chosen:
+                continue
+            chosen[key] = _free_port(host, set(chosen.values()), held)
+    finally:
+        for sock in held:  # held open until all are chosen, so the kernel never hands one out twice
+            sock.close()
+    return chosen
+
+
+def _free_port(host: str, taken: set[int], held: list[socket.socket]) -> int:
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+    except OSError as exc:
+        raise InitError(f"cannot resolve {host}: {exc.strerror}") from None
+    for _ in range(_FREE_PORT_ATTEMPTS):
+        sock = socket.socket(family, kind, protocol)
+        held.append(sock)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise InitError(f"cannot bind a TCP port on {host}: {exc.strerror}") from None
+        port = int(sock.getsockname()[1])
+        if port not in taken:
+            return port
+    raise InitError(f"no free TCP port on {host} distinct from the others")
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string (hosts, URIs and paths here are plain, but quote them properly)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(
+        f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F else char for char in escaped
+    )
+    return f'"{escaped}"'
+
+
+def _system_toml(system: _System, partner: _System, addresses: Mapping[str, str]) -> str:
+    def address(letter: str, key: str) -> str:
+        return _toml_string(addresses[f"{letter}.{key}"])
+
+    me = system.letter
+    q = _toml_string
+    return f"""\
+# MC system {system.name} ({system.domain}) of a two-system loopback deployment, written by `init`.
+# Every path is relative to this file's folder.  Checked by mcinterconnect.deploy.config.load_system.
+
+[system]
+# Name of this MC system (partner agreements of other systems use it).
+name = {q(system.name)}
+# Domains homed here: sip:user@DOMAIN is a local MC service ID, any other is external (WA-IC-18).
+domains = [{q(system.domain)}]
+# Audit log of every border decision with its reason code, one JSON object a line (spec 10.2).
+audit_log = "audit.jsonl"
+# Extra internal host names that must never cross the border; listen addresses are hidden anyway (WA-IC-12).
+internal_hosts = []
+
+[sip_core]
+# SIP-1: where MC clients of this system register and send their requests.
+client_listen = {address(me, "sip_core.client_listen")}
+# SIP-2: where the MCX server and the IS proxy reach the SIP core.
+server_listen = {address(me, "sip_core.server_listen")}
+
+[mcx_server]
+# SIP-2 listener of the MCX server (MCPTT functions).
+listen = {address(me, "mcx_server.listen")}
+# Public service identity of the MCX server; partners address it (TS 24.379 6.8.2).
+psi = {q(system.psi)}
+
+[is_proxy]
+# Internal side: the SIP core sends requests for partner systems here (exit point, TS 24.379 6.8.2).
+internal_listen = {address(me, "is_proxy.internal_listen")}
+# SIP-3: mutual TLS towards partner IS proxies only (TS 33.180 6.3.2, WA-IC-13; profile WA-IC-15/16).
+sip3_listen = {address(me, "is_proxy.sip3_listen")}
+# Host name partners know this IS proxy by: the subjectAltName dNSName of its certificate (WA-IC-17).
+public_host = {q(system.public_host)}
+# URI this IS proxy asserts (P-Asserted-Identity) on requests it sends to partners (TS 24.379 6.8.2).
+uri = {q(f"sip:isproxy@{system.domain}")}
+# Certificate (serverAuth and clientAuth) and private key presented on SIP-3 (WA-IC-13, WA-IC-17).
+certificate = "pki/isproxy.crt"
+private_key = "pki/isproxy.key"
+# AES-256-SIV keys of sealed topology hiding: first line seals, every line unseals (ARCHITECTURE.md §4).
+sealing_keys = "keys/sealing.keys"
+# Entry point: own published PSIs mapped to their internal destination (WA-IC-07).
+routes = {{ {q(system.psi)} = {address(me, "mcx_server.listen")} }}
+
+# One [[partner]] table per interconnection agreement (spec 10.1).
+[[partner]]
+# Name of the partner MC system.
+name = {q(partner.name)}
+# Domains homed in the partner: IDs there are its external MC service IDs (TS 33.180 11.1.1, WA-IC-18).
+domains = [{q(partner.domain)}]
+# Name the partner's IS proxy certificate must carry as subjectAltName dNSName (WA-IC-17).
+is_proxy_host = {q(partner.public_host)}
+# The partner's SIP-3 listener, reached over TLS only (WA-IC-13).
+is_proxy_address = {address(partner.letter, "is_proxy.sip3_listen")}
+# CA certificate(s) the partner's IS proxy certificate must chain to (mutual TLS, WA-IC-17).
+trust_anchors = [{q(f"partners/{partner.letter}-ca.crt")}]
+# "implicit": the TLS peer and the partner's external MC service IDs authenticate the request
+# (TS 33.180 11.1.1); "explicit" (EAR, TS 33.180 9.6) is not available in this version.
+authentication = "implicit"
+# SIP methods allowed to and from this partner (WA-IC-08); default: all but REGISTER, which never crosses.
+# For example, to narrow it: allowed_methods = ["INVITE", "ACK", "BYE", "CANCEL", "MESSAGE"]
+# Partner PSIs by service, for the exit-point Request-URI rewrite (TS 24.379 6.8.2).
+psis = {{ mcptt = {q(partner.psi)} }}
+"""
+
+
+_DEPLOYMENT_TOML = """\
+# Two interconnected MC systems on loopback (TS 33.180 11.1.1), written by `init`.
+
+[deployment]
+# Name of this deployment, shown in logs.
+name = "loopback"
+# One system.toml per MC system; paths are relative to this file.
+systems = ["a/system.toml", "b/system.toml"]
+"""
+
+_README = """\
+Two interconnected MC systems on loopback: A (a.mc.example) and B (b.mc.example).
+deployment.toml          names the two systems; load or run the deployment with this file.
+a/system.toml            system A: SIP core, MCX server, IS proxy and its agreement with partner B.
+a/pki/ca.crt, ca.key     A's own CA; ca.key only issues certificates (keep it offline in real use).
+a/pki/isproxy.crt, .key  certificate and key of A's IS proxy on SIP-3 (SAN isproxy.a.mc.example).
+a/keys/sealing.keys      AES-256-SIV keys of A's topology hiding; first line seals, all unseal.
+a/partners/b-ca.crt      B's CA certificate: the trust anchor A checks B's IS proxy against.
+b/...                    the same files for system B (partners/a-ca.crt is A's CA certificate).
+Internal services listen on {host_a} (A) and {host_b} (B); both SIP-3 listeners on {border_host}.
+Key files are mode 0600; every setting is explained by a comment in the system.toml files.
+"""
