@@ -16,14 +16,28 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from mcinterconnect import __version__
 from mcinterconnect.deploy.config import ConfigError, load_deployment
 from mcinterconnect.deploy.init import InitError, init_deployment
 from mcinterconnect.deploy.runner import RunningSystem, StartError, serve_forever, start_system
 from mcinterconnect.services.client import ClientError, McClient
+
+T = TypeVar("T")
+
+
+def _run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop where it is installed (ARCHITECTURE.md §4), else on asyncio's default loop."""
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main)
 
 
 class CliError(Exception):
@@ -74,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return demo_main(args.keep)
         if args.command == "client":
-            return asyncio.run(_client(args))
+            return _run_async(_client(args))
     except (CliError, ConfigError, InitError, StartError, ClientError) as error:
         print(f"mcic: error: {error}", file=sys.stderr)
         return 1
@@ -111,7 +125,7 @@ def _run(directory: Path, only: list[str]) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await serve_forever(systems)
 
-    asyncio.run(serve())
+    _run_async(serve())
     return 0
 
 

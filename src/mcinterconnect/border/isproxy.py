@@ -56,6 +56,8 @@ from mcinterconnect.sip.transport import OUTBOUND, Address, PeerInfo
 from mcinterconnect.sip.uri import NameAddr, SipSyntaxError, SipUri, Via
 from mcinterconnect.tlsprofile import dns_names, issued_by
 
+_PEER_CACHE_SIZE = 1024
+
 INTERNAL_LISTENER = "internal"
 SIP3_LISTENER = "sip3"
 
@@ -124,6 +126,9 @@ class IsProxy:
         }
         self.authenticator = authenticator or ImplicitAuthentication()
         self._internal_sources = {ipaddress.ip_address(a) for a in settings.allowed_internal_sources}
+        # The verdict for a (certificate, address) never changes while the configuration stands;
+        # caching it keeps a signature verification off the per-message path.
+        self._peer_cache: dict[tuple[x509.Certificate, str], str | None] = {}
 
     # ------------------------------------------------------------- TLS peers
     def identify_peer(self, certificate: x509.Certificate | None, remote: tuple[str, int]) -> str | None:
@@ -134,6 +139,16 @@ class IsProxy:
         """
         if certificate is None:
             return None
+        key = (certificate, remote[0])
+        if key in self._peer_cache:
+            return self._peer_cache[key]
+        partner = self._identify(certificate, remote)
+        if len(self._peer_cache) >= _PEER_CACHE_SIZE:
+            self._peer_cache.clear()
+        self._peer_cache[key] = partner
+        return partner
+
+    def _identify(self, certificate: x509.Certificate, remote: tuple[str, int]) -> str | None:
         names = {name.lower() for name in dns_names(certificate)}
         for name, partner in self.partners.items():
             agreement = partner.agreement
@@ -200,7 +215,7 @@ class IsProxy:
         if request.method == "REGISTER":
             return self._refuse(respond_to, arrival, REGISTER_REFUSED, "REGISTER never leaves the system")
         initial = is_initial(request)
-        self.topology.restore_request(request, Side.INTERNAL)
+        dialog_key = self.topology.restore_request(request, Side.INTERNAL)
         chosen = self._partner_of_outbound(request, initial)
         if isinstance(chosen, Decision):
             return self._refuse_with(respond_to, arrival, chosen)
@@ -215,9 +230,14 @@ class IsProxy:
         request.headers.remove("P-Asserted-Identity")
         request.headers.remove("P-Preferred-Identity")
         request.headers.add("P-Asserted-Identity", f"<{self.own_uri}>")
-        if initial and info is not None and info.request_uri and "mcptt" in agreement.psis:
+        # A CANCEL or non-2xx ACK of an initial INVITE has its Request-URI but no body (RFC 3261
+        # §9.1, §17.1.1.3): it gets the INVITE's rewrite, or the partner could not match or route it.
+        follows_invite = request.method in ("CANCEL", "ACK") and dialog_key is None
+        if "mcptt" in agreement.psis and (
+            (initial and info is not None and info.request_uri) or follows_invite
+        ):
             request.uri = agreement.psis["mcptt"]
-        self.topology.hide_request(request, Side.INTERNAL)
+        self.topology.hide_request(request, Side.INTERNAL, dialog_key)
         decrement_max_forwards(request, self.settings.max_forwards)
         self._audit_allow(request, arrival, agreement.name, "outbound")
         return [Forward(request, agreement.is_proxy_address, agreement.is_proxy_host)]
@@ -255,20 +275,20 @@ class IsProxy:
         decision = check_inbound(request, agreement, self.domains, info, self.authenticator)
         if not decision.allowed:
             return self._refuse_with(respond_to, arrival, decision)
-        sealed = self.topology.restore_request(request, Side.EXTERNAL)
-        if initial or (request.method == "ACK" and not sealed):
+        dialog_key = self.topology.restore_request(request, Side.EXTERNAL)
+        if initial or (request.method == "ACK" and dialog_key is None):
             destination = self.settings.routes.get(_aor(request.uri))
             if destination is None:
                 return self._refuse(
                     respond_to, arrival, UNKNOWN_PSI, f"{_aor(request.uri)} is not a published PSI", 404
                 )
-        elif not sealed:
+        elif dialog_key is None:
             return self._refuse(
                 respond_to, arrival, DIALOG_NOT_SEALED, "in-dialog request without routing data sealed here"
             )
         else:
             destination = next_hop(request, "tcp")
-        self.topology.hide_request(request, Side.EXTERNAL)
+        self.topology.hide_request(request, Side.EXTERNAL, dialog_key)
         decrement_max_forwards(request, self.settings.max_forwards)
         self._audit_allow(request, arrival, agreement.name, "inbound")
         return [Forward(request, destination)]
@@ -290,7 +310,7 @@ class IsProxy:
 
     # ------------------------------------------------------------- responses
     def handle_response(self, response: SipResponse, arrival: Arrival) -> list[Forward]:
-        """Route a response back across the border by the Via stack sealed in our branch."""
+        """Route a response back across the border by the Via stack sealed in our Via."""
         work = response.copy()
         try:
             self.topology.restore_response(work, arrival.side)

@@ -140,8 +140,10 @@ class Sealer:
         _check_keys(keys)
         self._ciphers = {key_id: AESSIV(key) for key_id, key in keys}
         self._sealing_key_id = keys[0][0]
-        # A separate key for fingerprints, derived so that no key serves two algorithms.
-        self._fingerprint_key = hashlib.sha256(b"mcinterconnect fingerprint\x00" + keys[0][1]).digest()
+        # Separate keys for fingerprints, derived so that no key serves two algorithms.
+        self._fingerprint_keys = {
+            key_id: hashlib.sha256(b"mcinterconnect fingerprint\x00" + key).digest() for key_id, key in keys
+        }
 
     @classmethod
     def from_file(cls, path: Path) -> Sealer:
@@ -154,14 +156,27 @@ class Sealer:
     def __repr__(self) -> str:
         return f"Sealer(key ids={sorted(self._ciphers)}, sealing={self._sealing_key_id})"
 
-    def seal(self, kind: str, plaintext: bytes) -> str:
-        """A URL-safe token (usable in a SIP token, URI parameter or Call-ID) holding ``plaintext``."""
-        cipher = self._ciphers[self._sealing_key_id]
-        sealed = cipher.encrypt(plaintext, [kind.encode("utf-8")])
-        return _encode(bytes([self._sealing_key_id]) + sealed)
+    def _key_id(self, key_id: int | None) -> int:
+        """``key_id`` when it is still listed (a dialog keeps its key), else the sealing key."""
+        return key_id if key_id is not None and key_id in self._ciphers else self._sealing_key_id
+
+    def seal(self, kind: str, plaintext: bytes, key_id: int | None = None) -> str:
+        """A URL-safe token (usable in a SIP token, URI parameter or Call-ID) holding ``plaintext``.
+
+        ``key_id`` selects a listed key other than the first: during a key rotation a dialog
+        keeps sealing with the key its first message was sealed with, so its tokens and its
+        Call-ID do not change in the middle of the dialog.
+        """
+        chosen = self._key_id(key_id)
+        sealed = self._ciphers[chosen].encrypt(plaintext, [kind.encode("utf-8")])
+        return _encode(bytes([chosen]) + sealed)
 
     def unseal(self, kind: str, token: str) -> bytes:
         """The plaintext of a token made by ``seal(kind, ...)`` under any listed key, else ``SealError``."""
+        return self.unseal_with_key_id(kind, token)[0]
+
+    def unseal_with_key_id(self, kind: str, token: str) -> tuple[bytes, int]:
+        """Like ``unseal``, also giving the id of the key that sealed the token."""
         if not _TOKEN_ALPHABET.fullmatch(token) or len(token) % 4 == 1:
             raise SealError("token is not base64url")
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
@@ -173,19 +188,27 @@ class Sealer:
         if cipher is None:
             raise SealError(f"token sealed with unknown key id {raw[0]}")
         try:
-            return cipher.decrypt(raw[1:], [kind.encode("utf-8")])
+            return cipher.decrypt(raw[1:], [kind.encode("utf-8")]), raw[0]
         except InvalidTag:
             raise SealError(f"token does not unseal as {kind!r} (other kind, other key or altered)") from None
 
-    def fingerprint(self, kind: str, data: bytes) -> str:
+    def fingerprint(self, kind: str, data: bytes, key_id: int | None = None) -> str:
         """A keyed 128-bit fingerprint (HMAC-SHA-256) of ``data``, URL-safe: stable for equal input
         and unlinkable to it without the key (used for SIP-3 Via branches)."""
-        mac = hmac.new(self._fingerprint_key, kind.encode("utf-8") + b"\x00" + data, hashlib.sha256)
+        key = self._fingerprint_keys[self._key_id(key_id)]
+        mac = hmac.new(key, kind.encode("utf-8") + b"\x00" + data, hashlib.sha256)
         return _encode(mac.digest()[:16])
 
     def try_unseal(self, kind: str, token: str) -> bytes | None:
         """Like ``unseal`` but ``None`` instead of ``SealError`` (for parameters that may not be ours)."""
         try:
             return self.unseal(kind, token)
+        except SealError:
+            return None
+
+    def try_unseal_with_key_id(self, kind: str, token: str) -> tuple[bytes, int] | None:
+        """Like ``unseal_with_key_id`` but ``None`` instead of ``SealError``."""
+        try:
+            return self.unseal_with_key_id(kind, token)
         except SealError:
             return None

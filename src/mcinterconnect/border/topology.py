@@ -112,45 +112,56 @@ class TopologyHider:
         )
 
     # ----------------------------------------------------------------- requests
-    def restore_request(self, request: SipRequest, arrived_on: Side) -> bool:
+    def restore_request(self, request: SipRequest, arrived_on: Side) -> int | None:
         """Undo what this border sealed for in-dialog requests arriving on ``arrived_on``.
 
         The Request-URI ``ct`` token gives back the remote target; our Record-Route entry
         (now the top Route) gives back the far side's route set (RFC 3261 §16.4, §16.12).
-        Returns whether sealed data was found and verified: proof that the dialog crossed here.
+        Our entries are recognised by their tokens, which must verify under this border's keys,
+        so any instance restores what another instance sealed.  Returns the id of the key that
+        sealed the dialog's data (``hide_request`` keeps using it), or ``None`` when the request
+        carries no sealed data: then nothing proves that its dialog crossed this border.
         """
         face = self.faces[arrived_on]
+        dialog_key: int | None = None
         target = self._own_uri(request.uri, face)
-        verified = False
         if target is not None:
             token = target.param("ct")
             if token is None:
                 raise TopologyError("Request-URI names the IS proxy without a sealed target", 404)
-            request.uri = self._unseal_text(f"ct:{arrived_on.value}", token, "Request-URI target")
-            verified = True
+            uri, dialog_key = self._unseal_text(f"ct:{arrived_on.value}", token, "Request-URI target")
+            request.uri = uri
         routes = request.headers.get_all("Route")
-        restored: list[str] | None = None
+        restored: list[str] = []
         while routes:
             try:
                 top = NameAddr.parse(routes[0]).sip_uri
             except SipSyntaxError as exc:
                 raise TopologyError(f"malformed Route: {exc.reason}") from None
-            if not face.matches(top.host, top.port, top.param("transport")):
+            token = top.param("th")
+            if token is None and not face.matches(top.host, top.port, top.param("transport")):
+                break
+            if token is not None and not (
+                face.matches(top.host, top.port, top.param("transport"))
+                or self.sealer.try_unseal(f"rr:{arrived_on.value}", token) is not None
+            ):
                 break
             routes = routes[1:]
-            token = top.param("th")
             if token is not None:
-                sealed = self._unseal_text(f"rr:{arrived_on.value}", token, "Route set")
+                sealed, dialog_key = self._unseal_text(f"rr:{arrived_on.value}", token, "Route set")
                 restored = [value for value in sealed.split("\n") if value]
-                verified = True
                 # Anything the sender placed after our entry is not part of the sealed route set.
                 routes = []
-        request.headers.replace_all("Route", [*(restored or []), *routes])
-        return verified
+        request.headers.replace_all("Route", [*restored, *routes])
+        return dialog_key
 
-    def hide_request(self, request: SipRequest, arrived_on: Side) -> None:
+    def hide_request(self, request: SipRequest, arrived_on: Side, dialog_key: int | None = None) -> None:
         """Seal the Via stack, Record-Route set, Contact and Call-ID of a request leaving
-        ``arrived_on`` for the other side; the request then carries only this proxy's routing data."""
+        ``arrived_on`` for the other side; the request then carries only this proxy's routing data.
+
+        ``dialog_key`` is what ``restore_request`` returned: an in-dialog request is sealed with
+        the key of its dialog, a new one with the current sealing key.
+        """
         toward = arrived_on.other
         face = self.faces[toward]
         vias = request.headers.get_all("Via")
@@ -159,28 +170,32 @@ class TopologyHider:
         # The branch must not change with received/rport (a CANCEL may come over another
         # connection than its INVITE, RFC 3261 §9.1); the stack itself rides in ``vs``.
         stable = "\n".join(_without_return_address(value) for value in vias).encode()
-        branch = MAGIC_COOKIE + self.sealer.fingerprint(f"branch:{toward.value}", stable)
-        token = self.sealer.seal(f"via:{toward.value}", "\n".join(vias).encode())
+        branch = MAGIC_COOKIE + self.sealer.fingerprint(f"branch:{toward.value}", stable, dialog_key)
+        token = self.sealer.seal(f"via:{toward.value}", "\n".join(vias).encode(), dialog_key)
         request.headers.replace_all(
             "Via", [f"SIP/2.0/{face.transport.upper()} {face.hostport()};branch={branch};vs={token};rport"]
         )
         record_routes = request.headers.remove("Record-Route")
         is_initial = _to_tag(request) is None
-        if is_initial and request.method in DIALOG_CREATING:
+        # A NOTIFY may create the subscriber's dialog before the 2xx of the SUBSCRIBE arrives, and
+        # who record-routed the SUBSCRIBE must record-route every NOTIFY (RFC 6665 §4.1.2.4, §4.3).
+        if (is_initial and request.method in DIALOG_CREATING) or request.method == "NOTIFY":
             # The set as received, nearest hop first: the route towards the request's sender.
-            sealed = self.sealer.seal(f"rr:{toward.value}", "\n".join(record_routes).encode())
+            sealed = self.sealer.seal(f"rr:{toward.value}", "\n".join(record_routes).encode(), dialog_key)
             request.headers.add("Record-Route", self._own_entry(face, "th", sealed))
-        self._hide_contacts(request, toward)
-        self._transform_call_id(request, toward)
+        self._hide_contacts(request, toward, dialog_key)
+        self._transform_call_id(request, toward, dialog_key)
         if toward is Side.EXTERNAL:
             self.scrub(request)
 
     # ---------------------------------------------------------------- responses
     def restore_response(self, response: SipResponse, arrived_on: Side) -> None:
         """Route a response back across the border: unseal the Via stack from our Via, swap the
-        Record-Route sets (RFC 3261 §12.1.1) and hide the Contact and Call-ID toward the other side."""
+        Record-Route sets (RFC 3261 §12.1.1) and hide the Contact and Call-ID toward the other side.
+
+        Everything sealed for the response uses the key that sealed its request's Via stack.
+        """
         toward = arrived_on.other
-        face = self.faces[arrived_on]
         top = response.headers.get("Via")
         if top is None:
             raise TopologyError("response without Via")
@@ -189,28 +204,31 @@ class TopologyHider:
         except SipSyntaxError as exc:
             raise TopologyError(f"malformed top Via: {exc.reason}") from None
         token = via.param("vs")
-        if not face.matches(via.host, via.port, via.transport) or not token:
+        # Not face.matches(): another instance of this border (same keys, another address) may
+        # have sent the request; the sealed stack, which must verify, proves the Via is ours.
+        if not token:
             raise TopologyError("top Via of the response is not this border's")
-        stack = self._unseal_text(f"via:{arrived_on.value}", token, "Via stack")
+        stack, dialog_key = self._unseal_text(f"via:{arrived_on.value}", token, "Via stack")
         response.headers.replace_all("Via", [value for value in stack.split("\n") if value])
         record_routes = response.headers.get_all("Record-Route")
         if record_routes:
             far_side: list[str] = []
             near_side: list[str] = []
             for value in record_routes:
-                own = self._own_route_token(value, face)
+                own = self._own_route_token(value, arrived_on)
                 if own is not None:
-                    sealed = self._unseal_text(f"rr:{arrived_on.value}", own, "Record-Route set")
-                    near_side = [item for item in sealed.split("\n") if item]
+                    near_side = [item for item in own.split("\n") if item]
                     break
                 far_side.append(value)
             # Seen from the other side, the far side's set (nearest hop first) hides behind us.
-            sealed_far = self.sealer.seal(f"rr:{toward.value}", "\n".join(reversed(far_side)).encode())
+            sealed_far = self.sealer.seal(
+                f"rr:{toward.value}", "\n".join(reversed(far_side)).encode(), dialog_key
+            )
             response.headers.replace_all(
                 "Record-Route", [self._own_entry(self.faces[toward], "th", sealed_far), *near_side]
             )
-        self._hide_contacts(response, toward)
-        self._transform_call_id(response, toward)
+        self._hide_contacts(response, toward, dialog_key)
+        self._transform_call_id(response, toward, dialog_key)
         if toward is Side.EXTERNAL:
             self.scrub(response)
 
@@ -246,7 +264,7 @@ class TopologyHider:
         """Whether ``text`` names a configured internal host or address."""
         return bool(self._leak_re and self._leak_re.search(text))
 
-    def _hide_contacts(self, message: SipMessage, toward: Side) -> None:
+    def _hide_contacts(self, message: SipMessage, toward: Side, dialog_key: int | None) -> None:
         contacts = message.headers.get_all("Contact")
         if not contacts:
             return
@@ -260,59 +278,76 @@ class TopologyHider:
                 address = NameAddr.parse(value)
             except SipSyntaxError as exc:
                 raise TopologyError(f"malformed Contact: {exc.reason}") from None
-            token = self.sealer.seal(f"ct:{toward.value}", address.uri.encode())
+            token = self.sealer.seal(f"ct:{toward.value}", address.uri.encode(), dialog_key)
             address.uri = f"sip:{face.hostport()};transport={face.transport};ct={token}"
             address.display = None
             hidden.append(str(address))
         message.headers.replace_all("Contact", hidden)
 
-    def _transform_call_id(self, message: SipMessage, toward: Side) -> None:
+    def _transform_call_id(self, message: SipMessage, toward: Side, dialog_key: int | None) -> None:
         """Deterministic Call-ID mapping: undo the other direction's seal, else seal this way."""
         call_id = message.call_id
         back = self.sealer.try_unseal(f"cid:{toward.other.value}", call_id)
         if back is not None:
             message.headers.set("Call-ID", back.decode("utf-8", "replace"))
         else:
-            message.headers.set("Call-ID", self.sealer.seal(f"cid:{toward.value}", call_id.encode()))
+            message.headers.set(
+                "Call-ID", self.sealer.seal(f"cid:{toward.value}", call_id.encode(), dialog_key)
+            )
 
     def _own_entry(self, face: Face, param: str, token: str) -> str:
         return f"<sip:{face.hostport()};transport={face.transport};lr;{param}={token}>"
 
-    def _own_route_token(self, value: str, face: Face) -> str | None:
+    def _own_route_token(self, value: str, arrived_on: Side) -> str | None:
+        """The route set sealed in one of our Record-Route entries (recognised by its token)."""
         try:
             uri = NameAddr.parse(value).sip_uri
         except SipSyntaxError:
             return None
-        if not face.matches(uri.host, uri.port, uri.param("transport")):
+        token = get_param(uri.params, "th")
+        if token is None:
             return None
-        return get_param(uri.params, "th")
+        plain = self.sealer.try_unseal(f"rr:{arrived_on.value}", token)
+        return None if plain is None else plain.decode("utf-8", "replace")
 
     def _own_uri(self, uri: str, face: Face) -> SipUri | None:
+        """The Request-URI when it names this border: its face, or a ``ct`` token that verifies."""
         try:
             parsed = SipUri.parse(uri)
         except SipSyntaxError:
             return None
-        if parsed.user is None and face.matches(parsed.host, parsed.port, parsed.param("transport")):
+        if parsed.user is not None:
+            return None
+        if face.matches(parsed.host, parsed.port, parsed.param("transport")):
+            return parsed
+        token = parsed.param("ct")
+        if token is not None and any(
+            self.sealer.try_unseal(f"ct:{side.value}", token) is not None for side in Side
+        ):
             return parsed
         return None
 
-    def _unseal_text(self, kind: str, token: str, what: str) -> str:
-        plain = self.sealer.try_unseal(kind, token)
-        if plain is None:
+    def _unseal_text(self, kind: str, token: str, what: str) -> tuple[str, int]:
+        opened = self.sealer.try_unseal_with_key_id(kind, token)
+        if opened is None:
             raise TopologyError(f"sealed {what} does not verify under this border's keys", 403)
+        plain, key_id = opened
         try:
-            return plain.decode("utf-8")
+            return plain.decode("utf-8"), key_id
         except UnicodeDecodeError:
             raise TopologyError(f"sealed {what} is not text", 403) from None
 
 
 def _without_return_address(via_value: str) -> str:
-    """A Via value without the ``received``/``rport`` values that depend on the connection used."""
+    """A Via value without the ``received``/``rport`` values that depend on the connection used,
+    nor the ``vs`` of a border before us, which seals such values of the hops behind it."""
     try:
         via = Via.parse(via_value)
     except SipSyntaxError:
         return via_value
-    via.params = [(name, value) for name, value in via.params if name.lower() not in ("received", "rport")]
+    via.params = [
+        (name, value) for name, value in via.params if name.lower() not in ("received", "rport", "vs")
+    ]
     return str(via)
 
 

@@ -31,8 +31,9 @@ _QUOTED_RE = re.compile(_QUOTED)
 #: display-name = *(token LWS) / quoted-string (RFC 3261 §25.1).
 _DISPLAY_RE = re.compile(rf"{_TCHAR}+(?:[ \t]+{_TCHAR}+)*|{_QUOTED}")
 _PARAM_NAME_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]/:&$]+")
-#: An unquoted parameter value: visible ASCII except the separators ``"``, ``,`` and ``;``.
-_PARAM_VALUE_RE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x7e]+")
+#: An unquoted parameter value: visible ASCII except ``"``, ``,``, ``;``, ``<`` and ``>``, which
+#: delimit values (token, host and paramchar of RFC 3261 §25.1 hold none of them).
+_PARAM_VALUE_RE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3d\x3f-\x7e]+")
 #: Any absolute URI (the schemes other than sip/sips are not interpreted): visible ASCII but ``"<>``.
 _ABSOLUTE_URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[\x21\x23-\x3b\x3d\x3f-\x7e]+")
 #: user and password of a SIP URI (RFC 3261 §25.1: unreserved, escaped, user-unreserved).
