@@ -26,6 +26,7 @@ is one JSON object with all figures.  ``--quick`` is a smoke run of a few second
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -541,7 +542,19 @@ def machine() -> dict[str, object]:
         "platform": platform.platform(),
         # Other work on the machine skews the figures: the 1-minute load average when they were taken.
         "loadavg_1min": round(os.getloadavg()[0], 2),
+        "source_digest": source_digest(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def source_digest() -> str:
+    """SHA-256 (16 hex digits) of the project modules this run loaded: runs of other code differ."""
+    digest = hashlib.sha256()
+    for name, module in sorted(sys.modules.items()):
+        source = getattr(module, "__file__", None)
+        if (name == "mcinterconnect" or name.startswith("mcinterconnect.")) and source:
+            digest.update(name.encode() + b"\0" + Path(source).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @contextmanager

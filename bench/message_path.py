@@ -11,10 +11,12 @@ Two paths are measured in the same run (ARCHITECTURE.md §5: a ratio against a r
 
 For each path: sequential round-trip latency (``send_message`` until its 200) over N messages,
 p50/p99; then throughput, K concurrent senders for a fixed duration, in completed transactions
-per second, with the process CPU time (``resource.getrusage``) per transaction.  Prints the
-crossing/local ratios and one final JSON line.  Every phase is bounded in time; systems, clients
-and the temporary deployment are always removed.  uvloop is used when installed (it is not a
-dependency); the loop that ran is printed.  ``--quick`` runs in well under 30 s.
+per second, with the process CPU time (``resource.getrusage``) per transaction.  The two paths
+alternate (message by message, then throughput slice by slice) so that a change in what else
+the machine runs touches both alike.  Prints the crossing/local ratios and one final JSON line.
+Every phase is bounded in time; systems, clients and the temporary deployment are always removed.
+uvloop is used when installed (it is not a dependency); the loop that ran is printed.  ``--quick``
+runs in well under 30 s.
 
 Read the absolute figures with care: the load generator (the clients), both systems and all their
 components share one event loop, hence one core, so a figure is the cost of the whole path.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -65,6 +68,8 @@ class Settings:
     latency_max_seconds: float
     throughput_seconds: float
     senders: int
+    #: The throughput phase of each path is cut in this many slices, alternating the paths.
+    rounds: int
 
 
 @dataclass
@@ -212,22 +217,29 @@ async def warm_up(sender: McClient, target: str) -> None:
             raise BenchError(f"warm-up MESSAGE to {target} failed")
 
 
-async def sequential(result: PathResult, sender: McClient, target: str, settings: Settings) -> None:
+#: A path measured and the target whose messages take it.
+Route = tuple[PathResult, str]
+
+
+async def sequential(paths: list[Route], sender: McClient, settings: Settings) -> None:
+    """One message at a time, alternating the paths, so that both see the same machine."""
     deadline = time.monotonic() + settings.latency_max_seconds
-    cpu = cpu_seconds()
     for _ in range(settings.latency_messages):
         if time.monotonic() > deadline:
             break
-        elapsed = await _send(sender, target)
-        if elapsed is None:
-            result.latency_failures += 1
-        else:
-            result.latencies_ms.append(elapsed)
-    result.latency_cpu_s = cpu_seconds() - cpu
+        for result, target in paths:
+            cpu = cpu_seconds()
+            elapsed = await _send(sender, target)
+            result.latency_cpu_s += cpu_seconds() - cpu
+            if elapsed is None:
+                result.latency_failures += 1
+            else:
+                result.latencies_ms.append(elapsed)
 
 
 async def concurrent(result: PathResult, sender: McClient, target: str, settings: Settings) -> None:
-    stop = time.monotonic() + settings.throughput_seconds
+    """One slice of the throughput phase: ``senders`` tasks send back to back until it ends."""
+    stop = time.monotonic() + settings.throughput_seconds / settings.rounds
 
     async def one_sender() -> None:
         while time.monotonic() < stop:
@@ -243,8 +255,8 @@ async def concurrent(result: PathResult, sender: McClient, target: str, settings
     async with asyncio.TaskGroup() as group:
         for _ in range(settings.senders):
             group.create_task(one_sender())
-    result.throughput_wall_s = time.perf_counter() - started
-    result.throughput_cpu_s = cpu_seconds() - cpu
+    result.throughput_wall_s += time.perf_counter() - started
+    result.throughput_cpu_s += cpu_seconds() - cpu
 
 
 async def _bounded(work: Awaitable[None], seconds: float, what: str) -> None:
@@ -261,19 +273,21 @@ async def measure(directory: Path, settings: Settings) -> tuple[PathResult, Path
     try:
         await _bounded(start(directory, deployment), 30.0, "start-up")
         alice = deployment.clients[ALICE]
-        paths = ((local, ALICE2), (crossing, BOB))
+        paths = [(local, ALICE2), (crossing, BOB)]
         for _, target in paths:
             await _bounded(warm_up(alice, target), 30.0, f"warm-up to {target}")
-        phase_bound = settings.latency_max_seconds + GRACE_SECONDS
-        for result, target in paths:
-            print(f"  sequential {result.name:<8} ...", end=" ", flush=True)
-            await _bounded(sequential(result, alice, target, settings), phase_bound, "sequential phase")
-            print(f"{len(result.latencies_ms)} messages, p50 {result.p50_ms:.2f} ms", flush=True)
-        phase_bound = settings.throughput_seconds + GRACE_SECONDS
-        for result, target in paths:
-            print(f"  {settings.senders} senders {result.name:<8} ...", end=" ", flush=True)
-            await _bounded(concurrent(result, alice, target, settings), phase_bound, "throughput phase")
-            print(f"{result.messages_per_s:,.0f} messages/s", flush=True)
+        print(f"  sequential, {settings.latency_messages} messages per path, alternating ...", flush=True)
+        phase_bound = 2 * settings.latency_max_seconds + GRACE_SECONDS
+        await _bounded(sequential(paths, alice, settings), phase_bound, "sequential phase")
+        slice_bound = settings.throughput_seconds / settings.rounds + GRACE_SECONDS
+        for number in range(settings.rounds):
+            for result, target in paths:
+                print(
+                    f"  throughput round {number + 1}/{settings.rounds}, {settings.senders} senders, "
+                    f"{result.name} ...",
+                    flush=True,
+                )
+                await _bounded(concurrent(result, alice, target, settings), slice_bound, "throughput phase")
     finally:
         await deployment.close()
     events = Counter(str(event.get("event", "?")) for event in deployment.transport_events)
@@ -295,7 +309,19 @@ def machine() -> dict[str, object]:
         "platform": platform.platform(),
         # Other work on the machine skews the figures: the 1-minute load average when they were taken.
         "loadavg_1min": round(os.getloadavg()[0], 2),
+        "source_digest": source_digest(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def source_digest() -> str:
+    """SHA-256 (16 hex digits) of the project modules this run loaded: runs of other code differ."""
+    digest = hashlib.sha256()
+    for name, module in sorted(sys.modules.items()):
+        source = getattr(module, "__file__", None)
+        if (name == "mcinterconnect" or name.startswith("mcinterconnect.")) and source:
+            digest.update(name.encode() + b"\0" + Path(source).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def report(
@@ -335,6 +361,7 @@ def report(
             "latency_messages": settings.latency_messages,
             "throughput_seconds": settings.throughput_seconds,
             "senders": settings.senders,
+            "rounds": settings.rounds,
         },
         "machine": machine(),
         "local": local.figures(),
@@ -369,15 +396,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=2000, help="sequential messages per path")
     parser.add_argument("--seconds", type=float, default=5.0, help="throughput phase length per path")
     parser.add_argument("--senders", type=int, default=16, help="concurrent senders in the throughput phase")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="alternating slices of each path's throughput phase"
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        settings = Settings(latency_messages=200, latency_max_seconds=3.0, throughput_seconds=2.0, senders=16)
+        settings = Settings(
+            latency_messages=200, latency_max_seconds=3.0, throughput_seconds=2.0, senders=16, rounds=2
+        )
     else:
         settings = Settings(
             latency_messages=max(1, args.messages),
             latency_max_seconds=30.0,
             throughput_seconds=min(max(0.5, args.seconds), 60.0),
             senders=min(max(1, args.senders), 200),
+            rounds=min(max(1, args.rounds), 20),
         )
     factory, loop = _loop_factory()
     directory = Path(tempfile.mkdtemp(prefix="mcic-bench-path-"))

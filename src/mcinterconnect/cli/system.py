@@ -1,12 +1,4 @@
-"""``mcic``: the command line of mcinterconnect.
-
-    mcic init DIR [--force]           write a ready two-system deployment on loopback
-    mcic run DIR [--system NAME ...]  run the systems of a deployment until interrupted
-    mcic demo [--keep DIR]            run A and B, send a MESSAGE, play the attacker, print a table
-    mcic client DIR --system A --user sip:alice@a.mc.example [--to URI --text TEXT] [--wait S]
-
-Exit status: 0 success, 1 a failure (one line on stderr, never a traceback), 2 a usage error.
-"""
+"""``mcic`` commands that build and run systems: init, run, demo, client."""
 
 from __future__ import annotations
 
@@ -15,52 +7,29 @@ import asyncio
 import contextlib
 import json
 import signal
-import sys
-from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
 
-from mcinterconnect import __version__
-from mcinterconnect.deploy.config import ConfigError, load_deployment
-from mcinterconnect.deploy.init import InitError, init_deployment
+from mcinterconnect.cli.common import CliError, run_async
+from mcinterconnect.deploy.config import load_deployment
+from mcinterconnect.deploy.init import init_deployment
 from mcinterconnect.deploy.runner import RunningSystem, StartError, serve_forever, start_system
-from mcinterconnect.services.client import ClientError, McClient
-
-T = TypeVar("T")
+from mcinterconnect.services.client import McClient
 
 
-def _run_async(main: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop where it is installed (ARCHITECTURE.md §4), else on asyncio's default loop."""
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(main)
-
-
-class CliError(Exception):
-    """A failure reported as one line with exit status 1."""
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mcic", description="Security of interconnection between MC systems."
-    )
-    parser.add_argument("--version", action="version", version=f"mcic {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init = commands.add_parser("init", help="write a two-system deployment (A and B) on loopback")
     init.add_argument("directory", type=Path)
     init.add_argument("--force", action="store_true", help="write into a non-empty directory")
+    init.set_defaults(handler=_init)
 
     run = commands.add_parser("run", help="run the systems of a deployment")
     run.add_argument("directory", type=Path, help="deployment folder or deployment.toml")
     run.add_argument("--system", action="append", default=[], help="only this system (repeatable)")
+    run.set_defaults(handler=lambda args: _run(args.directory, args.system))
 
     demo = commands.add_parser("demo", help="run the two-system demo and the attacker scenarios")
     demo.add_argument("--keep", type=Path, help="write the deployment here and keep it")
+    demo.set_defaults(handler=_demo)
 
     client = commands.add_parser("client", help="an MC client: register, send and receive MESSAGEs")
     client.add_argument("directory", type=Path, help="deployment folder or deployment.toml")
@@ -71,30 +40,19 @@ def _parser() -> argparse.ArgumentParser:
     client.add_argument("--to", help="send one MESSAGE to this MC service ID")
     client.add_argument("--text", default="", help="the text of that MESSAGE")
     client.add_argument("--wait", type=float, default=0.0, help="seconds to wait for incoming MESSAGEs")
-    return parser
+    client.set_defaults(handler=lambda args: run_async(_client(args)))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "init":
-            path = init_deployment(args.directory, overwrite=args.force)
-            print(f"deployment written: {path}")
-            return 0
-        if args.command == "run":
-            return _run(args.directory, args.system)
-        if args.command == "demo":
-            from mcinterconnect.deploy.demo import demo_main
+def _init(args: argparse.Namespace) -> int:
+    path = init_deployment(args.directory, overwrite=args.force)
+    print(f"deployment written: {path}")
+    return 0
 
-            return demo_main(args.keep)
-        if args.command == "client":
-            return _run_async(_client(args))
-    except (CliError, ConfigError, InitError, StartError, ClientError) as error:
-        print(f"mcic: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 2
+
+def _demo(args: argparse.Namespace) -> int:
+    from mcinterconnect.deploy.demo import demo_main
+
+    return demo_main(args.keep)
 
 
 def _run(directory: Path, only: list[str]) -> int:
@@ -125,7 +83,7 @@ def _run(directory: Path, only: list[str]) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await serve_forever(systems)
 
-    _run_async(serve())
+    run_async(serve())
     return 0
 
 
@@ -175,7 +133,3 @@ async def _client(args: argparse.Namespace) -> int:
     finally:
         await client.close()
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
