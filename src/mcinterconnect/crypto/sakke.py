@@ -1,6 +1,6 @@
 # ruff: noqa: N803, N806
 # The RFC 6508 names (P, Z, R_b, K_b, H) are kept as written in the RFC, hence the case rules off.
-"""SAKKE key encapsulation (RFC 6508) with parameter set 1 (RFC 6509 §2.1.1: n = 128, SHA-256).
+"""SAKKE key encapsulation (RFC 6508) with parameter set 1 of RFC 6509 (n = 128, SHA-256).
 
 What it holds, with the RFC 6508 clause each part implements:
 
@@ -39,6 +39,7 @@ zeroise memory, so secrets are dropped, not erased.  Exceptions never carry secr
 from __future__ import annotations
 
 import hashlib
+import hmac
 import operator
 import secrets
 from typing import Final
@@ -94,9 +95,9 @@ def _hex(text: str) -> int:
     return int("".join(text.split()), 16)
 
 
-# --- parameter set 1 (RFC 6509 §2.1.1; RFC 6508 Appendix A) -------------------------------------
+# --- parameter set 1 (RFC 6509; RFC 6508 Appendix A) -------------------------------------------
 
-#: The MIKEY "SAKKE params" value of this set (RFC 6509 §4.4).
+#: The "SAKKE params" value of this set in the MIKEY SAKKE payload (spec/crypto.md §5).
 PARAMETER_SET: Final = 1
 #: n: bits of the SSV.
 n: Final = 128
@@ -426,6 +427,7 @@ def decapsulate(data: bytes, identifier: Identifier, rsk: Point, Z: Point) -> by
     [r]([b]P + Z_S) is not R_(b,S): tampered data, or another identifier, RSK or KMS), or an
     input error (``identifier-invalid``, ``rsk-invalid``, ``kms-public-key-invalid``).
     """
+    data = bytes(data)
     R_b, H = parse_encapsulated_data(data)
     K_b = _require_point(rsk, "rsk-invalid", "the RSK")
     _require_point(Z, "kms-public-key-invalid", "the KMS public key Z")
@@ -434,7 +436,8 @@ def decapsulate(data: bytes, identifier: Identifier, rsk: Point, Z: Point) -> by
     ssv = _xor(H, ssv_mask(w))
     r = derive_r(ssv, identifier)
     TEST = ec.multiply(CURVE, r, _receiver_point(b, Z))
-    if R_b != TEST:
+    # TEST is computed from the candidate SSV: compare in constant time, like a MAC.
+    if TEST is None or not hmac.compare_digest(ec.encode_point(CURVE, TEST), data[: 1 + 2 * FIELD_LENGTH]):
         raise SakkeError(
             "test-failed",
             "TEST = [r]([b]P + Z) differs from R_(b,S): tampered data or wrong identifier, RSK or KMS key",

@@ -114,6 +114,9 @@ def canonical_name(name: str) -> str:
 
 def split_header_values(value: str) -> list[str]:
     """Split a header value on commas that are outside quoted strings and angle brackets."""
+    if '"' not in value and "<" not in value:
+        # Fast path (most values, and every long sealed token): nothing can hide a comma.
+        return [item for item in (part.strip() for part in value.split(",")) if item]
     values: list[str] = []
     start = 0
     in_quotes = False

@@ -92,6 +92,8 @@ def drop_param(params: Params, name: str) -> Params:
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    if '"' not in text:
+        return text.split(separator)
     parts: list[str] = []
     current: list[str] = []
     in_quotes = False
