@@ -355,6 +355,9 @@ def test_second_is_proxy_instance_restores_a_response_to_what_the_first_forwarde
             "mcx_server": b.mcx_server.model_copy(
                 update={"listen": Address("tcp", host_b, free_port(host_b))}
             ),
+            "kms": b.kms.model_copy(update={"listen": Address("tcp", host_b, free_port(host_b))})
+            if b.kms is not None
+            else None,
         }
     )
 

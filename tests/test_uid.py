@@ -76,7 +76,7 @@ def test_33179_example_period_number_from_a_date() -> None:
     assert period.start_of(553) == ntp_seconds(_unix(1945, 6, 4))
     assert period.end_of(553) == ntp_seconds(_unix(1945, 7, 4))
     # The same date in 2015 is period 1405 on the NTP scale; 553 would be the count from 1970,
-    # which F.2.1 does not use (docs/PROFILE-crypto.md, P-CR-05).
+    # which F.2.1 does not use (docs/PROFILE.md, P-CR-05).
     assert period.number_at(ntp_seconds(_unix(2015, 6, 15))) == 1405
     assert int(_unix(2015, 6, 15)) // 2592000 == 553
 

@@ -68,6 +68,9 @@ class PartnerAgreement(ConfigModel):
     psis: dict[str, McIdField] = Field(default_factory=dict)
     #: Source addresses the partner's IS proxy connects from (empty: any, TLS identity decides).
     allowed_sources: list[str] = Field(default_factory=list)
+    #: The partner's KMS certificate (KmsCertificate XML), imported by manual cross-certification
+    #: (WA-IC-19, ``mcic kms import-partner``); offered to own users as External (certcache).
+    kms_certificate: Path | None = None
 
     @field_validator("domains")
     @classmethod

@@ -4,6 +4,7 @@
     mcic run DIR [--system NAME ...]  run the systems of a deployment until interrupted
     mcic demo [--keep DIR]            run A and B, send a MESSAGE, play the attacker, print a table
     mcic client DIR --system A --user sip:alice@a.mc.example [--to URI --text TEXT] [--wait S]
+    mcic kms export-cert|import-partner|provision DIR --system A ...   (see cli/kms.py)
 
 Exit status: 0 success, 1 a failure (one line on stderr, never a traceback), 2 a usage error.
 Each group of commands lives in its own module and registers its parsers here.
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mcinterconnect import __version__
-from mcinterconnect.cli import system
+from mcinterconnect.cli import kms, mikey, system
 from mcinterconnect.cli.common import CliError
 from mcinterconnect.deploy.config import ConfigError
 from mcinterconnect.deploy.init import InitError
@@ -24,7 +25,15 @@ from mcinterconnect.deploy.runner import StartError
 from mcinterconnect.services.client import ClientError
 
 #: Errors that end a command with one line and exit status 1 (never a traceback).
-REPORTED_ERRORS: tuple[type[Exception], ...] = (CliError, ConfigError, InitError, StartError, ClientError)
+REPORTED_ERRORS: tuple[type[Exception], ...] = (
+    CliError,
+    ConfigError,
+    InitError,
+    StartError,
+    ClientError,
+    *mikey.REPORTED,
+    *kms.REPORTED,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mcic {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     system.add_parsers(commands)
+    mikey.add_parsers(commands)
+    kms.add_parsers(commands)
     return parser
 
 

@@ -65,10 +65,11 @@ def _run(directory: Path, only: list[str]) -> int:
             for config in configs:
                 systems.append(await start_system(config))
                 section = config.is_proxy
+                kms = f", KMS https://{config.kms.listen.host}:{config.kms.listen.port}" if config.kms else ""
                 print(
                     f"system {config.system.name} ({config.domain}): "
                     f"SIP core {config.sip_core.client_listen}, "
-                    f"IS proxy SIP-3 {section.sip3_listen} as {section.public_host}",
+                    f"IS proxy SIP-3 {section.sip3_listen} as {section.public_host}{kms}",
                     flush=True,
                 )
         except StartError:

@@ -6,7 +6,7 @@
 * TS 33.180 F.1.4: the confidentiality (FC 0x51) and integrity (FC 0x52) keys of XML protection,
   derived from the XPK — the signalling key in use, CSK or SPK (spec/signalling-protection-and-ear.md
   §5.1). Where the clause is cut or silent the working assumptions WA-SP-04/05/06 (WA-CR-03) apply;
-  each is named where it is used and listed in docs/PROFILE-crypto.md.
+  each is named where it is used and listed in docs/PROFILE.md.
 
 The same encoding of S is borrowed, without the HMAC, by the MIKEY-SAKKE UID (``uid.py``) and, with
 it, by the GUK-ID salt (``keyids.py``). Nothing here logs or prints key material.

@@ -5,10 +5,10 @@ What it holds:
 
 * one frozen dataclass per payload — ``Hdr`` (RFC 3830 §6.1, RFC 6043 §6.1 and §6.1.1: CS ID map
   types SRTP-ID 0, empty 1, GENERIC-ID 2), ``Timestamp`` (T, RFC 3830 §6.6, RFC 6043 §6.3),
-  ``Rand`` (RFC 3830 §6.11), ``Idr`` (RFC 6043 §6.6, roles of RFC 6509 §4.3 and TS 33.180 E.7),
+  ``Rand`` (RFC 3830 §6.11), ``Idr`` (RFC 6043 §6.6, roles of RFC 6509 §4.4 and TS 33.180 E.7),
   ``SecurityPolicy`` (SP, RFC 3830 §6.10), ``Sakke`` (RFC 6509 §4.2), ``GeneralExtension``
   (RFC 3830 §6.15; TS 33.180 types 6 "SAKKE-to-self" and 7 "key parameters" kept as opaque
-  octets, WA-CR-05) and ``Sign`` (RFC 3830 §6.5, S type 2 = ECCSI, RFC 6509 §4.1) — and
+  octets, WA-CR-05) and ``Sign`` (RFC 3830 §6.5, S type 2 = ECCSI, RFC 6509 §4.3) — and
   ``IMessage``, which holds them in wire order;
 * ``encode_i_message`` / ``parse_i_message``: exact inverses (every message that parses encodes
   back to the same octets), with ``MikeyError`` naming the payload and the fault;
@@ -17,11 +17,11 @@ What it holds:
 * ``make_i_message`` / ``open_i_message``: the 3GPP profile — the initiator signs with the UID of
   IDRi under IDRkmsi, the key is SAKKE-encapsulated to the UID of IDRr under IDRkmsr, both UIDs
   for the key period in force at the T payload time (TS 33.180 F.2.1).  The responder checks the
-  ECCSI signature before it decapsulates anything (RFC 6509 §3.2);
+  ECCSI signature before it decapsulates anything (RFC 6509 §2.1, §2.2.2);
 * ``to_sdp_key_mgmt`` / ``from_sdp_key_mgmt``: the SDP ``a=key-mgmt:mikey <base64>`` form
   (RFC 4567).
 
-Choices where the specifications are silent are listed in docs/PROFILE-crypto.md, section
+Choices where the specifications are silent are listed in docs/PROFILE.md, section
 "MIKEY-SAKKE I_MESSAGE".  Nothing here logs; no error message holds key material.
 """
 
@@ -85,11 +85,11 @@ DATA_TYPE_SAKKE: Final = 26
 PRF_HMAC_SHA_256: Final = 1
 #: RAND octets sent, and the fewest accepted (RFC 3830 §4.1.1: at least 128 bits).
 RAND_LENGTH: Final = 16
-#: SIGN S type of ECCSI (RFC 6509 §4.1).
+#: SIGN S type of ECCSI (RFC 6509 §4.3).
 SIGN_TYPE_ECCSI: Final = 2
 #: SAKKE payload ID scheme of the 3GPP hashed UID (spec/crypto.md §6.1, WA-CR-04).
 SAKKE_ID_SCHEME_UID: Final = 2
-#: Seconds a T payload may differ from the receiver's clock, either way (docs/PROFILE-crypto.md).
+#: Seconds a T payload may differ from the receiver's clock, either way (docs/PROFILE.md).
 DEFAULT_MAX_SKEW: Final = 300.0
 #: Octets of a UID carried in IDR roles 8 and 9.
 UID_LENGTH: Final = uid_module.UID_LENGTH
@@ -167,7 +167,7 @@ _TS_LENGTH: Final = {TsType.NTP_UTC: 8, TsType.NTP: 8, TsType.COUNTER: 4, TsType
 
 
 class IdRole(IntEnum):
-    """IDR ID Role (RFC 6043 §6.6, RFC 6509 §4.3; 8 and 9 from TS 33.180 E.7, WA-CR-04)."""
+    """IDR ID Role (RFC 6043 §6.6, RFC 6509 §4.4; 8 and 9 from TS 33.180 E.7, WA-CR-04)."""
 
     IDRI = 1
     IDRR = 2
@@ -180,12 +180,30 @@ class IdRole(IntEnum):
     UID_R = 9
 
 
+#: How the messages name each role (the spellings of RFC 6043 and RFC 6509).
+_ROLE_NAMES: Final = {
+    1: "IDRi",
+    2: "IDRr",
+    3: "IDRkms",
+    4: "IDRpsk",
+    5: "IDRapp",
+    6: "IDRkmsi",
+    7: "IDRkmsr",
+    8: "UID of the initiator (role 8)",
+    9: "UID of the responder (role 9)",
+}
+
+
 class IdType(IntEnum):
     """IDR ID Type (RFC 3830 §6.7, RFC 6043 §6.5)."""
 
     NAI = 0
     URI = 1
     BYTE_STRING = 2
+
+
+_ID_ROLES: Final = frozenset(int(role) for role in IdRole)
+_ID_TYPES: Final = frozenset(int(kind) for kind in IdType)
 
 
 class ExtensionType(IntEnum):
@@ -197,12 +215,16 @@ class ExtensionType(IntEnum):
 
 def _check_uint(payload: str, name: str, value: object, bits: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
-        raise MikeyError("field-range", f"{payload} payload: {name} {value!r} is not a {bits}-bit unsigned value")
+        raise MikeyError(
+            "field-range", f"{payload} payload: {name} {value!r} is not a {bits}-bit unsigned value"
+        )
 
 
 def _check_octets(payload: str, name: str, value: object, max_length: int) -> None:
     if not isinstance(value, bytes):
-        raise MikeyError("field-range", f"{payload} payload: {name} must be bytes, not {type(value).__name__}")
+        raise MikeyError(
+            "field-range", f"{payload} payload: {name} must be bytes, not {type(value).__name__}"
+        )
     if len(value) > max_length:
         raise MikeyError(
             "field-range", f"{payload} payload: {name} has {len(value)} octets, at most {max_length} fit"
@@ -276,7 +298,7 @@ class Hdr:
             raise MikeyError(
                 "data-type", f"HDR payload: data type {self.data_type!r} is not {DATA_TYPE_SAKKE} (SAKKE msg)"
             )
-        if self.v is not False:
+        if not isinstance(self.v, bool) or self.v:
             raise MikeyError("v-bit", "HDR payload: V bit set, but an I_MESSAGE expects no answer")
         if self.prf not in (0, PRF_HMAC_SHA_256):
             raise MikeyError("prf", f"HDR payload: PRF func {self.prf!r} is unknown (0 or 1)")
@@ -365,9 +387,9 @@ class Idr:
     id_type: int = IdType.URI
 
     def __post_init__(self) -> None:
-        if self.role not in IdRole._value2member_map_:
+        if self.role not in _ID_ROLES:
             raise MikeyError("idr-role", f"IDR payload: ID role {self.role!r} is unknown (1..9)")
-        if self.id_type not in IdType._value2member_map_:
+        if self.id_type not in _ID_TYPES:
             raise MikeyError("idr-type", f"IDR payload: ID type {self.id_type!r} is unknown (0..2)")
         _check_octets("IDR", "ID data", self.data, 0xFFFF)
 
@@ -377,11 +399,13 @@ class Idr:
         try:
             return cls(role, text.encode("utf-8"), IdType.URI)
         except UnicodeEncodeError:
-            raise MikeyError("identity", f"IDR payload: {role.name} is not encodable as UTF-8") from None
+            raise MikeyError(
+                "identity", f"IDR payload: {_ROLE_NAMES[role]} is not encodable as UTF-8"
+            ) from None
 
     def text(self) -> str:
         """The ID data as text: only for type URI, in UTF-8, non-empty, without outer whitespace."""
-        name = IdRole(self.role).name
+        name = _ROLE_NAMES[self.role]
         if self.id_type != IdType.URI:
             raise MikeyError("identity", f"IDR payload: {name} has ID type {self.id_type}, expected 1 (URI)")
         try:
@@ -431,7 +455,9 @@ class Sakke:
     id_scheme: int = SAKKE_ID_SCHEME_UID
 
     def __post_init__(self) -> None:
-        _check_sakke_header(self.params, self.id_scheme, len(self.data) if isinstance(self.data, bytes) else -1)
+        _check_sakke_header(
+            self.params, self.id_scheme, len(self.data) if isinstance(self.data, bytes) else -1
+        )
         _check_octets("SAKKE", "SAKKE data", self.data, 0xFFFF)
 
 
@@ -501,7 +527,7 @@ _NAME_OF: Final = {
 
 
 def _check_structure(payloads: object) -> None:
-    """HDR, T, RAND, SAKKE and SIGN once each (RFC 6509 §3.2); each IDR role at most once."""
+    """HDR, T, RAND, SAKKE and SIGN once each (RFC 6509 §2.1, Figure 1); each IDR role at most once."""
     if not isinstance(payloads, tuple) or not all(type(p) in _TYPE_OF for p in payloads):
         raise MikeyError("field-range", "I_MESSAGE: payloads must be a tuple of payload objects")
     for kind in (Timestamp, Rand, Sakke):
@@ -514,7 +540,7 @@ def _check_structure(payloads: object) -> None:
     roles = [p.role for p in payloads if isinstance(p, Idr)]
     for role in set(roles):
         if roles.count(role) > 1:
-            raise MikeyError("duplicate-idr", f"IDR payload: role {role} ({IdRole(role).name}) appears twice")
+            raise MikeyError("duplicate-idr", f"IDR payload: role {role} ({_ROLE_NAMES[role]}) appears twice")
 
 
 @dataclass(frozen=True)
@@ -573,9 +599,7 @@ class IMessage:
 
 def _encode_hdr(hdr: Hdr, next_payload: int) -> bytes:
     assert hdr.cs_count is not None  # set by __post_init__
-    out = bytearray(
-        (hdr.version, hdr.data_type, next_payload, (0x80 if hdr.v else 0) | hdr.prf)
-    )
+    out = bytearray((hdr.version, hdr.data_type, next_payload, (0x80 if hdr.v else 0) | hdr.prf))
     out += hdr.csb_id.to_bytes(4, "big")
     out += bytes((hdr.cs_count, hdr.cs_id_map_type))
     for entry in hdr.cs_id_map:
@@ -604,7 +628,11 @@ def _encode_payload(payload: Payload, next_payload: int) -> bytes:
         )
     if isinstance(payload, SecurityPolicy):
         params = b"".join(bytes((p.type, len(p.value))) + p.value for p in payload.params)
-        return bytes((next_payload, payload.policy_no, payload.prot_type)) + len(params).to_bytes(2, "big") + params
+        return (
+            bytes((next_payload, payload.policy_no, payload.prot_type))
+            + len(params).to_bytes(2, "big")
+            + params
+        )
     if isinstance(payload, Sakke):
         return (
             bytes((next_payload, payload.params, payload.id_scheme))
@@ -655,7 +683,8 @@ class _Reader:
             left = len(self.data) - self.offset
             raise MikeyError(
                 "truncated",
-                f"truncated {payload} payload at offset {self.offset}: {what} needs {count} octets, {left} left",
+                f"truncated {payload} payload at offset {self.offset}: "
+                f"{what} needs {count} octets, {left} left",
             )
         chunk = self.data[self.offset : end]
         self.offset = end
@@ -694,7 +723,9 @@ def _parse_hdr(reader: _Reader) -> tuple[Hdr, int]:
             policies = tuple(reader.take(s_and_count & 0x7F, "HDR", "GENERIC-ID policies"))
             session_data = reader.take(reader.u16("HDR", "a session data length"), "HDR", "session data")
             spi = reader.take(reader.u8("HDR", "an SPI length"), "HDR", "an SPI")
-            entries.append(GenericIdEntry(cs_id, prot_type, bool(s_and_count & 0x80), policies, session_data, spi))
+            entries.append(
+                GenericIdEntry(cs_id, prot_type, bool(s_and_count & 0x80), policies, session_data, spi)
+            )
     elif map_type != CsIdMapType.EMPTY:
         raise MikeyError("cs-id-map", f"HDR payload: CS ID map type {map_type} is unknown (0, 1 or 2)")
     hdr = Hdr(
@@ -733,7 +764,9 @@ def _parse_payload(reader: _Reader, kind: PayloadType) -> tuple[Payload, int]:
         params: list[PolicyParam] = []
         while body.offset < len(body.data):
             param_type = body.u8(name, "a parameter type")
-            params.append(PolicyParam(param_type, body.take(body.u8(name, "a parameter length"), name, "a value")))
+            params.append(
+                PolicyParam(param_type, body.take(body.u8(name, "a parameter length"), name, "a value"))
+            )
         payload = SecurityPolicy(policy_no, prot_type, tuple(params))
     elif kind == PayloadType.SAKKE:
         params_value = reader.u8(name, "the SAKKE params")
@@ -767,27 +800,33 @@ def parse_i_message(data: bytes) -> IMessage:
             break
         if next_payload == PayloadType.LAST:
             raise MikeyError(
-                "missing-payload", f"I_MESSAGE: the payload chain ends after {previous} without a SIGN payload"
+                "missing-payload",
+                f"I_MESSAGE: the payload chain ends after {previous} without a SIGN payload",
             )
         if next_payload not in _NAME_OF:
             known = _UNSUPPORTED_PAYLOADS.get(next_payload)
             what = f" ({known}, not used in a MIKEY-SAKKE I_MESSAGE)" if known else ""
-            raise MikeyError("unknown-payload", f"unknown next payload type {next_payload}{what} after {previous}")
+            raise MikeyError(
+                "unknown-payload", f"unknown next payload type {next_payload}{what} after {previous}"
+            )
         kind = PayloadType(next_payload)
         payload, next_payload = _parse_payload(reader, kind)
         if isinstance(payload, Idr):
             if payload.role in seen_roles:
                 raise MikeyError(
-                    "duplicate-idr", f"IDR payload: role {payload.role} ({IdRole(payload.role).name}) appears twice"
+                    "duplicate-idr",
+                    f"IDR payload: role {payload.role} ({_ROLE_NAMES[payload.role]}) appears twice",
                 )
             seen_roles.add(payload.role)
-        elif isinstance(payload, Timestamp | Rand | Sakke) and any(type(p) is type(payload) for p in payloads):
+        elif isinstance(payload, Timestamp | Rand | Sakke) and any(
+            type(p) is type(payload) for p in payloads
+        ):
             raise MikeyError("duplicate-payload", f"I_MESSAGE: second {_NAME_OF[kind]} payload")
         payloads.append(payload)
         previous = _NAME_OF[kind]
     if reader.offset != len(reader.data):
         raise MikeyError(
-            "trailing-octets", f"I_MESSAGE: {len(reader.data) - reader.offset} trailing octets after SIGN"
+            "trailing-octets", f"I_MESSAGE: trailing octets after SIGN ({len(reader.data) - reader.offset})"
         )
     return IMessage(hdr, tuple(payloads), sign)
 
@@ -881,7 +920,8 @@ def make_i_message(
         hs = eccsi.validate_ssk(ssk, pvt, kpak, initiator_uid)
     except eccsi.EccsiError as error:
         raise MikeyError(
-            "signing-key", f"initiator SSK/PVT refused for its UID in key period {initiator_number}: {error.reason}"
+            "signing-key",
+            f"initiator SSK/PVT refused for its UID in key period {initiator_number}: {error.reason}",
         ) from None
     try:
         sakke_data = sakke.encapsulate(ssv, responder_uid, responder_z)
@@ -939,9 +979,9 @@ def _expect(name: str, found: str, expected: str | None) -> None:
 def _kms_uri(message: IMessage, role: IdRole, expected: str | None) -> str:
     payload = message.idr(role)
     if payload is None:
-        raise MikeyError("missing-payload", f"I_MESSAGE: mandatory IDR payload {role.name} missing")
+        raise MikeyError("missing-payload", f"I_MESSAGE: mandatory IDR payload {_ROLE_NAMES[role]} missing")
     found = payload.text()
-    _expect(role.name, found, expected)
+    _expect(_ROLE_NAMES[role], found, expected)
     return found
 
 
@@ -950,7 +990,9 @@ def _carried_uid(message: IMessage, role: IdRole) -> bytes | None:
     if payload is None:
         return None
     if len(payload.data) != UID_LENGTH:
-        raise MikeyError("identity", f"IDR payload: {role.name} has {len(payload.data)} octets, a UID has 32")
+        raise MikeyError(
+            "identity", f"IDR payload: {_ROLE_NAMES[role]} has {len(payload.data)} octets, a UID has 32"
+        )
     return payload.data
 
 
@@ -973,7 +1015,7 @@ def open_i_message(
 ) -> OpenedKey:
     """Check and open an I_MESSAGE as its responder; ``MikeyError`` says what failed.
 
-    Steps, in this order (RFC 6509 §3.2: signature before decapsulation):
+    Steps, in this order (RFC 6509 §2.1, §2.2.2: signature before decapsulation):
 
     1. parse (``parse_i_message``);
     2. the T payload: a UTC time (type 0 or 3) within ``max_skew`` seconds of ``now`` (default
@@ -1030,7 +1072,9 @@ def open_i_message(
         initiator_uri = expected_initiator_uri
         initiator_uid = _uid("initiator", initiator_uri, initiator_kms, initiator_period, initiator_number)
         if carried_initiator_uid != initiator_uid:
-            raise MikeyError("uid-mismatch", "IDR payload: the role 8 UID is not the UID of the expected initiator")
+            raise MikeyError(
+                "uid-mismatch", "IDR payload: the role 8 UID is not the UID of the expected initiator"
+            )
     else:
         raise MikeyError("missing-payload", "I_MESSAGE: mandatory IDR payload IDRi missing")
 

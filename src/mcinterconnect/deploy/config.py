@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from mcinterconnect.border.agreement import IsProxySettings, PartnerAgreement
 from mcinterconnect.configtypes import AddressField, ConfigModel, McIdField, domain_name
 from mcinterconnect.identity import McServiceId
+from mcinterconnect.services.kms import KmsSettings
 from mcinterconnect.sip.transport import Address
 
 __all__ = [
@@ -71,6 +72,8 @@ class SystemConfig(ConfigModel):
     mcx_server: McxServerSection
     is_proxy: IsProxySettings
     partner: list[PartnerAgreement] = Field(default_factory=list)
+    #: The KMS of this system (TS 33.180 Annex D); optional.
+    kms: KmsSettings | None = None
 
     @model_validator(mode="after")
     def _consistency(self) -> SystemConfig:
@@ -120,6 +123,8 @@ class SystemConfig(ConfigModel):
         markers = list(self.system.internal_hosts)
         for address in self.internal_addresses():
             markers += [address.host, f"{address.host}:{address.port}"]
+        if self.kms is not None:  # the KMS serves own users only: its address is internal too
+            markers += [self.kms.listen.host, f"{self.kms.listen.host}:{self.kms.listen.port}"]
         return list(dict.fromkeys(markers))
 
 
@@ -175,6 +180,11 @@ _FILE_KEYS: tuple[tuple[str, ...], ...] = (
     ("is_proxy", "certificate"),
     ("is_proxy", "private_key"),
     ("is_proxy", "sealing_keys"),
+    ("kms", "secrets"),
+    ("kms", "storage_key"),
+    ("kms", "kms_certificate"),
+    ("kms", "certificate"),
+    ("kms", "private_key"),
 )
 
 
@@ -187,9 +197,21 @@ def _resolve_paths(data: dict[str, Any], base: Path, path: Path) -> None:
     system = data.get("system")
     if isinstance(system, dict) and isinstance(system.get("audit_log"), str):
         system["audit_log"] = base / system["audit_log"]
+    kms = data.get("kms")
+    if isinstance(kms, dict) and isinstance(kms.get("client_trust_anchors"), list):
+        kms["client_trust_anchors"] = [
+            _existing(base / anchor, path, f"kms.client_trust_anchors[{number}]")
+            if isinstance(anchor, str)
+            else anchor
+            for number, anchor in enumerate(kms["client_trust_anchors"])
+        ]
     partners = data.get("partner")
     if isinstance(partners, list):
         for index, agreement in enumerate(partners):
+            if isinstance(agreement, dict) and isinstance(agreement.get("kms_certificate"), str):
+                agreement["kms_certificate"] = _existing(
+                    base / agreement["kms_certificate"], path, f"partner[{index}].kms_certificate"
+                )
             anchors = agreement.get("trust_anchors") if isinstance(agreement, dict) else None
             if isinstance(anchors, list):
                 agreement["trust_anchors"] = [

@@ -3,8 +3,11 @@
 Systems A (``a.mc.example``) and B (``b.mc.example``) are interconnected by their IS proxies over
 SIP-3 with mutual TLS (TS 33.180 6.3.2, WA-IC-13): each system has its own CA, an IS proxy leaf
 certificate named by its public host (WA-IC-17) and the partner's CA as trust anchor; each border
-has its own sealing key (ARCHITECTURE.md §4, sealed topology hiding).  The files follow the
-models of ``deploy.config`` exactly, and the result is loaded once before returning.
+has its own sealing key (ARCHITECTURE.md §4, sealed topology hiding).  Each system also gets a
+KMS (TS 33.180 Annex D): sealed secrets and their storage key, its KMS certificate, an HTTPS
+certificate, and the partner's KMS certificate imported as External — the manual
+cross-certification of WA-IC-19.  The files follow the models of ``deploy.config`` exactly, and
+the result is loaded once before returning.
 
 Internal services of A listen on ``host_a`` and those of B on ``host_b`` (two distinct loopback
 addresses, so that a leak test can look for them in SIP-3 traffic); both SIP-3 listeners are on
@@ -19,13 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcinterconnect.border.sealing import generate_sealing_key, write_sealing_keys
+from mcinterconnect.crypto.kms import Kms, generate_storage_key
 from mcinterconnect.deploy.config import ConfigError, load_deployment
 from mcinterconnect.deploy.pki import create_ca, issue_certificate, write_pem, write_private_key
+from mcinterconnect.services.kms import write_certificate, write_sealed_secrets, write_storage_key
 from mcinterconnect.sip.transport import Address
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
 SEALING_KEY_ID = 1
+KMS_DAYS = 3650
 
 #: Listen addresses of one system, as the key paths of ``system.toml``.
 SYSTEM_PORT_KEYS = (
@@ -37,6 +43,8 @@ SYSTEM_PORT_KEYS = (
 )
 #: Keys accepted in ``ports``: ``"a.sip_core.client_listen"`` ... ``"b.is_proxy.sip3_listen"``.
 PORT_KEYS = tuple(f"{system}.{key}" for system in ("a", "b") for key in SYSTEM_PORT_KEYS)
+#: Also accepted in ``ports``: the HTTPS listeners of the KMSs (``"a.kms.listen"``, ``"b.kms.listen"``).
+KMS_PORT_KEYS = tuple(f"{system}.kms.listen" for system in ("a", "b"))
 
 _FREE_PORT_ATTEMPTS = 100
 
@@ -60,6 +68,10 @@ class _System:
     def psi(self) -> str:
         return f"sip:mcptt-server@{self.domain}"
 
+    @property
+    def kms_uri(self) -> str:
+        return f"kms.{self.domain}"
+
 
 def init_deployment(
     directory: Path,
@@ -72,9 +84,10 @@ def init_deployment(
 ) -> Path:
     """Write the deployment into ``directory`` and return the path of its ``deployment.toml``.
 
-    ``ports`` maps keys of ``PORT_KEYS`` to port numbers; every port not given is a free TCP
-    port of its host, and all ports are distinct.  A non-empty ``directory`` is refused unless
-    ``overwrite`` (then the deployment files are replaced and other files are left alone).
+    ``ports`` maps keys of ``PORT_KEYS`` (or ``KMS_PORT_KEYS``) to port numbers; every port not
+    given is a free TCP port of its host, and all ports are distinct.  A non-empty ``directory``
+    is refused unless ``overwrite`` (then the deployment files are replaced and other files are
+    left alone).
     """
     for label, host in (("host_a", host_a), ("host_b", host_b), ("border_host", border_host)):
         try:
@@ -91,11 +104,15 @@ def init_deployment(
         for system in systems
         for key in SYSTEM_PORT_KEYS
     }
+    hosts.update({f"{system.letter}.kms.listen": system.host for system in systems})
     chosen = _choose_ports(hosts, dict(ports or {}))
     addresses = {
         key: str(Address("tls" if key.endswith("sip3_listen") else "tcp", hosts[key], chosen[key]))
         for key in hosts
     }
+    for system in systems:  # the KMS listens on HTTPS: host:port
+        key = f"{system.letter}.kms.listen"
+        addresses[key] = str(Address("tls", hosts[key], chosen[key])).removeprefix("tls://")
 
     # Make every secret before writing anything, so that a failure leaves no half deployment.
     authorities = {
@@ -110,6 +127,21 @@ def init_deployment(
         )
         for system in systems
     }
+    kms_leaves = {
+        system.letter: issue_certificate(
+            *authorities[system.letter],
+            [system.kms_uri],
+            common_name=system.kms_uri,
+            days=LEAF_DAYS,
+            client=False,
+        )
+        for system in systems
+    }
+    kmss = {
+        system.letter: Kms.create(system.kms_uri, issuer=f"MC system {system.name}", validity_days=KMS_DAYS)
+        for system in systems
+    }
+    storage_keys = {system.letter: generate_storage_key() for system in systems}
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "deployment.toml").write_text(_DEPLOYMENT_TOML, encoding="utf-8")
@@ -118,7 +150,7 @@ def init_deployment(
     )
     for system, partner in zip(systems, systems[::-1], strict=True):
         folder = directory / system.letter
-        for sub in ("pki", "keys", "partners"):
+        for sub in ("pki", "keys", "partners", "kms"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         ca_cert, ca_key = authorities[system.letter]
         leaf_cert, leaf_key = leaves[system.letter]
@@ -128,6 +160,19 @@ def init_deployment(
         write_private_key(folder / "pki" / "isproxy.key", leaf_key)
         write_sealing_keys(folder / "keys" / "sealing.keys", [(SEALING_KEY_ID, generate_sealing_key())])
         write_pem(folder / "partners" / f"{partner.letter}-ca.crt", authorities[partner.letter][0])
+        kms_cert, kms_key = kms_leaves[system.letter]
+        write_pem(folder / "pki" / "kms.crt", kms_cert)
+        write_private_key(folder / "pki" / "kms.key", kms_key)
+        write_storage_key(folder / "keys" / "kms-storage.key", storage_keys[system.letter])
+        write_sealed_secrets(
+            folder / "kms" / "secrets.sealed", kmss[system.letter].secrets, storage_keys[system.letter]
+        )
+        write_certificate(folder / "kms" / "kms-cert.xml", kmss[system.letter].certificate)
+        # Manual cross-certification (WA-IC-19): each system imports the partner's KMS certificate.
+        write_certificate(
+            folder / "partners" / f"{partner.letter}-kms.xml",
+            kmss[partner.letter].certificate.as_role("External"),
+        )
         (folder / "system.toml").write_text(_system_toml(system, partner, addresses), encoding="utf-8")
 
     path = directory / "deployment.toml"
@@ -150,7 +195,8 @@ def _check_directory(directory: Path, *, overwrite: bool) -> None:
 def _choose_ports(hosts: Mapping[str, str], given: dict[str, int]) -> dict[str, int]:
     for key, port in given.items():
         if key not in hosts:
-            raise InitError(f"ports: unknown key {key!r} (expected one of {', '.join(PORT_KEYS)})")
+            expected = ", ".join((*PORT_KEYS, *KMS_PORT_KEYS))
+            raise InitError(f"ports: unknown key {key!r} (expected one of {expected})")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise InitError(f"ports: {key}: {port!r} is not a port number 1..65535")
     owner: dict[int, str] = {}
@@ -247,6 +293,28 @@ sealing_keys = "keys/sealing.keys"
 # Entry point: own published PSIs mapped to their internal destination (WA-IC-07).
 routes = {{ {q(system.psi)} = {address(me, "mcx_server.listen")} }}
 
+[kms]
+# The KMS of this system (TS 33.180 Annex D): HTTPS on host:port, mutual TLS; it provisions keys
+# only for the MC service ID in the subjectAltName URI of the client certificate (docs/PROFILE.md).
+listen = {address(me, "kms.listen")}
+# KMS URI: KmsUri of the KMS certificate, part of every UID (TS 33.180 F.2.1); also the TLS server name.
+uri = {q(system.kms_uri)}
+# Key periods in seconds: UserKeyPeriod and UserKeyOffset of the KMS certificate (TS 33.180 F.2.1).
+user_key_period = 2592000
+user_key_offset = 0
+# KSAK (ECCSI) and z (SAKKE) sealed with AES-256-GCM under the storage key (mode 0600 both).
+secrets = "kms/secrets.sealed"
+storage_key = "keys/kms-storage.key"
+# This KMS's certificate (KmsCertificate XML, role Root): what partners import (WA-IC-19).
+kms_certificate = "kms/kms-cert.xml"
+# TLS server certificate (subjectAltName {system.kms_uri}) and key of the KMS (WA-CR-06).
+certificate = "pki/kms.crt"
+private_key = "pki/kms.key"
+# CAs that issue the client certificates the KMS accepts: this system's own CA only.
+client_trust_anchors = ["pki/ca.crt"]
+# Validity of the KMS certificate written by init, in days.
+validity_days = {KMS_DAYS}
+
 # One [[partner]] table per interconnection agreement (spec 10.1).
 [[partner]]
 # Name of the partner MC system.
@@ -266,6 +334,8 @@ authentication = "implicit"
 # For example, to narrow it: allowed_methods = ["INVITE", "ACK", "BYE", "CANCEL", "MESSAGE"]
 # Partner PSIs by service, for the exit-point Request-URI rewrite (TS 24.379 6.8.2).
 psis = {{ mcptt = {q(partner.psi)} }}
+# The partner's KMS certificate, imported by manual cross-certification (WA-IC-19; mcic kms import-partner).
+kms_certificate = {q(f"partners/{partner.letter}-kms.xml")}
 """
 
 

@@ -94,13 +94,16 @@ def issue_certificate(
     days: int,
     server: bool = True,
     client: bool = True,
+    uris: list[str] | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A leaf certificate for a border element, named by its dNSNames (WA-IC-17).
 
     An IS proxy both accepts and opens SIP-3 connections, so it usually needs serverAuth and
-    clientAuth (mutual TLS, WA-IC-13).
+    clientAuth (mutual TLS, WA-IC-13).  ``uris`` adds subjectAltName URIs: an MC client or server
+    authenticates to its KMS with its MC service ID there (``sip:alice@a.mc.example``); such a
+    certificate may have no dNSName.
     """
-    if not dns_names:
+    if not dns_names and not uris:
         raise PkiError("a leaf certificate needs at least one dNSName (WA-IC-17)")
     if not (server or client):
         raise PkiError("a leaf certificate needs serverAuth, clientAuth or both")
@@ -118,9 +121,12 @@ def issue_certificate(
     except x509.ExtensionNotFound:
         authority_key_id = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
     try:
-        subject_alt_name = x509.SubjectAlternativeName([x509.DNSName(name) for name in dns_names])
+        subject_alt_name = x509.SubjectAlternativeName(
+            [x509.DNSName(name) for name in dns_names]
+            + [x509.UniformResourceIdentifier(uri) for uri in uris or []]
+        )
     except ValueError as exc:
-        raise PkiError(f"bad dNSName: {exc}") from None
+        raise PkiError(f"bad subjectAltName: {exc}") from None
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))

@@ -1,4 +1,4 @@
-"""Running MC systems from configuration: SIP core, MCX server and IS proxy of each system.
+"""Running MC systems from configuration: SIP core, MCX server, IS proxy and KMS of each system.
 
 ``start_system`` builds the sans-IO cores from a ``SystemConfig``, loads keys and certificates
 (any problem is a ``StartError`` with one line), opens the listeners and returns a handle to
@@ -17,8 +17,10 @@ from pathlib import Path
 from mcinterconnect.border.audit import AuditLog
 from mcinterconnect.border.isproxy import INTERNAL_LISTENER, SIP3_LISTENER, IsProxy
 from mcinterconnect.border.sealing import Sealer, SealingKeyError
+from mcinterconnect.crypto.kms import KmsError
 from mcinterconnect.deploy.config import SystemConfig
 from mcinterconnect.identity import DomainMap
+from mcinterconnect.services.kms import KmsService, start_kms_service
 from mcinterconnect.services.mcx import McxServerLogic
 from mcinterconnect.services.sipcore import CLIENT_FACE, SERVER_FACE, SipCoreLogic
 from mcinterconnect.sip.node import SipNode
@@ -44,6 +46,8 @@ class RunningSystem:
     border: IsProxy
     audit: AuditLog
     nodes: list[SipNode] = field(default_factory=list)
+    #: The KMS service (TS 33.180 Annex D), when the system has a ``[kms]`` section.
+    kms: KmsService | None = None
 
     @property
     def registrar(self) -> SipCoreLogic:
@@ -52,6 +56,8 @@ class RunningSystem:
         return core
 
     async def close(self) -> None:
+        if self.kms is not None:
+            await self.kms.close()
         for node in self.nodes:
             await node.close()
         self.audit.close()
@@ -158,6 +164,23 @@ async def start_system(
     except TransportError as error:
         await running.close()
         raise StartError(f"{config.source}: system {name}: {error}") from None
+    if config.kms is not None:
+        try:
+            running.kms = await start_kms_service(
+                config.kms,
+                domains=config.system.domains,
+                partner_certificates=[p.kms_certificate for p in config.partner if p.kms_certificate],
+                log=log,
+            )
+        except (KmsError, TlsConfigError) as error:
+            await running.close()
+            raise StartError(f"{config.source}: kms: {error}") from None
+        except OSError as error:
+            await running.close()
+            where = f"{config.kms.listen.host}:{config.kms.listen.port}"
+            raise StartError(
+                f"{config.source}: kms.listen: cannot listen on {where}: {error.strerror}"
+            ) from None
     return running
 
 
