@@ -337,6 +337,8 @@ def test_make_with_a_timestamp_inside_the_period(keys: Keys, capsys: pytest.Capt
         ({"--key-offset": "1.5"}, "--key-offset"),
         ({"--rand": "00"}, "RAND payload: 1 octets"),
         ({"--z": "04" + "00" * 255 + "01"}, "--z: the point is not on the curve"),
+        # (0, 0) lies on E but has order 2: every encapsulation to it would be worthless.
+        ({"--z": "04" + "00" * 256}, "--z: the KMS public key Z is not in the subgroup of order q"),
     ],
 )
 def test_more_make_refusals_in_process(

@@ -615,6 +615,15 @@ def test_encapsulate_refuses_a_bad_kms_public_key(fast: types.ModuleType) -> Non
         _refusal(fast, "kms-public-key-invalid", fast.encapsulate, SSV, B, Z)
 
 
+def test_kms_public_key_must_lie_in_the_order_q_subgroup(fast: types.ModuleType) -> None:
+    assert fast.validate_kms_public_key((ZX, ZY)) == (ZX, ZY)
+    # (0, 0) is on E (b = 0) with order 2; [q]Z is then (0, 0), not the point at infinity.
+    assert fast.ec.is_on_curve(fast.CURVE, (0, 0))
+    _refusal(fast, "kms-public-key-invalid", fast.validate_kms_public_key, (0, 0))
+    for Z in (None, (ZX, ZY + 1)):
+        _refusal(fast, "kms-public-key-invalid", fast.validate_kms_public_key, Z)
+
+
 def test_master_secret_range(fast: types.ModuleType) -> None:
     for z in (0, 1, fast.q, -3):
         _refusal(fast, "master-secret-invalid", fast.kms_public_key, z)

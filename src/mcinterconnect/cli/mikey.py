@@ -112,6 +112,15 @@ def _point(option: str, text: str, curve: Curve) -> Point:
         raise CliError(f"{option}: {error}") from None
 
 
+def _kms_public_key(text: str) -> Point:
+    """``--z``: a point of the SAKKE curve in the subgroup of order q."""
+    point = _point("--z", text, sakke.CURVE)
+    try:
+        return sakke.validate_kms_public_key(point)
+    except sakke.SakkeError as error:
+        raise CliError(f"--z: {error}") from None
+
+
 def _count(option: str, text: str) -> int:
     value = text.strip()
     if not value.isascii() or not value.isdigit():
@@ -194,7 +203,7 @@ def _make(args: argparse.Namespace) -> int:
         ssk=int.from_bytes(_hex("--ssk", args.ssk), "big"),
         pvt=_point("--pvt", args.pvt, ec.P256),
         kpak=_point("--kpak", args.kpak, ec.P256),
-        responder_z=_point("--z", args.z, sakke.CURVE),
+        responder_z=_kms_public_key(args.z),
         timestamp=timestamp,
         rand=None if args.rand is None else _hex("--rand", args.rand),
     )
@@ -214,7 +223,7 @@ def _open(args: argparse.Namespace) -> int:
         initiator_period=period,
         responder_period=period,
         responder_rsk=_point("--rsk", args.rsk, sakke.CURVE),
-        responder_z=_point("--z", args.z, sakke.CURVE),
+        responder_z=_kms_public_key(args.z),
         expected_initiator_uri=args.initiator_uri,
         expected_responder_uri=args.responder_uri,
         expected_initiator_kms_uri=args.kms_uri,

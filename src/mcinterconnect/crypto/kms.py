@@ -441,9 +441,12 @@ class KmsCertificate:
             raise KmsError("value-invalid", "<UserKeyPeriod> is 0 seconds")
         z_octets = _parse_hex("PubEncKey", _text(element, "PubEncKey"), 1 + 2 * sakke.FIELD_LENGTH)
         pub_enc_key = _decode_point("PubEncKey", sakke.CURVE, z_octets)
-        # E(F_p) has cofactor 4: Z must lie in the subgroup of order q, as [z]P does.
-        if ec.multiply(sakke.CURVE, sakke.q, pub_enc_key) is not None:
-            raise KmsError("point-invalid", "<PubEncKey>: the point is not in the subgroup of order q")
+        try:
+            sakke.validate_kms_public_key(pub_enc_key)
+        except sakke.SakkeError:
+            raise KmsError(
+                "point-invalid", "<PubEncKey>: the point is not in the subgroup of order q"
+            ) from None
         kpak_octets = _parse_hex("PubAuthKey", _text(element, "PubAuthKey"), eccsi.POINT_LENGTH)
         return cls(
             kms_uri=kms_uri,

@@ -215,6 +215,15 @@ def _require_point(point: Point, reason: str, name: str) -> tuple[int, int]:
     return point
 
 
+def validate_kms_public_key(Z: Point) -> tuple[int, int]:
+    """Z_S must be a point of the order-q subgroup (E(F_p) has cofactor 4, §2.1): a point of
+    small order, such as (0, 0), would make every encapsulation to this KMS worthless."""
+    point = _require_point(Z, "kms-public-key-invalid", "the KMS public key Z")
+    if ec.multiply(CURVE, q, point) is not None:
+        raise SakkeError("kms-public-key-invalid", "the KMS public key Z is not in the subgroup of order q")
+    return point
+
+
 def _receiver_point(b: int, Z: Point) -> Point:
     """[b]P + Z_S, the point both sides multiply by r (§6.2.1 step 3, §6.2.2 step 5)."""
     point = ec.add(CURVE, ec.multiply(CURVE, b, P), Z)
