@@ -46,6 +46,7 @@ from mcinterconnect.border.audit import AuditLog
 from mcinterconnect.border.isproxy import INTERNAL_LISTENER, SIP3_LISTENER, Arrival, IsProxy
 from mcinterconnect.border.sealing import Sealer
 from mcinterconnect.border.topology import Side
+from mcinterconnect.deploy import runner
 from mcinterconnect.deploy.config import SystemConfig, load_deployment
 from mcinterconnect.deploy.init import init_deployment
 from mcinterconnect.mcinfo import MCPTT_INFO_TYPE, McpttInfo, find_mcptt_info
@@ -115,15 +116,7 @@ def build_border(config: SystemConfig) -> tuple[IsProxy, AuditLog]:
     """``start_system``'s IsProxy construction, without the listeners."""
     sealer = Sealer.from_file(config.is_proxy.sealing_keys)
     audit = AuditLog(config.system.audit_log, system=config.system.name, component="is-proxy")
-    border = IsProxy(
-        config.is_proxy,
-        own_domains=config.system.domains,
-        agreements=list(config.partner),
-        internal_markers=config.internal_markers(),
-        sealer=sealer,
-        audit=audit,
-    )
-    return border, audit
+    return runner.build_border(config, sealer, audit), audit
 
 
 def build_borders(directory: Path) -> Borders:

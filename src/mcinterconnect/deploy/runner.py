@@ -83,6 +83,18 @@ def _tls_contexts(config: SystemConfig) -> tuple[ssl.SSLContext, dict[str, ssl.S
     return server, clients
 
 
+def build_border(config: SystemConfig, sealer: Sealer, audit: AuditLog) -> IsProxy:
+    """The sans-IO IS proxy of a system (what ``start_system`` runs, and what the benchmarks time)."""
+    return IsProxy(
+        config.is_proxy,
+        own_domains=config.system.domains,
+        agreements=list(config.partner),
+        internal_markers=config.internal_markers(),
+        sealer=sealer,
+        audit=audit,
+    )
+
+
 async def start_system(
     config: SystemConfig,
     *,
@@ -100,14 +112,7 @@ async def start_system(
     audit = AuditLog(audit_path or config.system.audit_log, system=name, component="is-proxy")
     domains = DomainMap(config.system.domains, {p.name: p.domains for p in config.partner})
     agent = config.domain
-    border = IsProxy(
-        config.is_proxy,
-        own_domains=config.system.domains,
-        agreements=list(config.partner),
-        internal_markers=config.internal_markers(),
-        sealer=sealer,
-        audit=audit,
-    )
+    border = build_border(config, sealer, audit)
     sip_core = SipNode(
         SipCoreLogic(
             domains=config.system.domains,
