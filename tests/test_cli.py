@@ -6,39 +6,16 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from mcic_helpers import BOUND, MCIC, assert_one_error_line, mcic
 from mcinterconnect import __version__
 from mcinterconnect.deploy.config import load_deployment
 from mcinterconnect.sip.transport import Address
-
-MCIC = Path(sys.executable).with_name("mcic")
-BOUND = 20.0  # seconds for any one command
-
-
-def mcic(*arguments: str | Path, timeout: float = BOUND) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(MCIC), *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 1, result
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("mcic: error: ")
-    assert "Traceback" not in result.stderr + result.stdout
-    return lines[0]
 
 
 def test_version() -> None:

@@ -12,18 +12,16 @@ import base64
 import dataclasses
 import json
 import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
+from mcic_helpers import BOUND, MCIC, mcic
+from mcic_helpers import assert_one_error_line as assert_one_error_line_of_mcic
 from mcinterconnect.cli import main
 from mcinterconnect.crypto import ec, eccsi, keyids, mikey, sakke, uid
 from mcinterconnect.crypto.uid import KeyPeriod
 
-MCIC = Path(sys.executable).with_name("mcic")
-BOUND = 20.0
 KMS = "kms.example.org"
 ALICE = "sip:alice@a.mc.example"
 BOB = "sip:bob@a.mc.example"
@@ -33,25 +31,9 @@ GMK = bytes.fromhex("07d1a1677ac36d8e81620484689b3c2d")
 GMK_ID = 0x0DF9BC39
 
 
-def mcic(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(MCIC), *arguments],
-        capture_output=True,
-        text=True,
-        timeout=BOUND,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 1, result
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("mcic: error: ")
-    assert "Traceback" not in result.stderr + result.stdout
     assert result.stdout == ""
-    return lines[0]
+    return assert_one_error_line_of_mcic(result)
 
 
 def assert_one_error_line_in_process(status: int, out: str, err: str) -> str:

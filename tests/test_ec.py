@@ -7,7 +7,6 @@ SAKKE-shaped curve (b = 0, cofactor 4) is checked exhaustively against naive aff
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec as openssl_ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from backend_helpers import reloaded_under
 from mcinterconnect.crypto import backend, ec
 
 Q = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -67,23 +67,8 @@ def _openssl_multiple(k: int) -> tuple[int, int]:
 @pytest.fixture(scope="module", params=["int", "gmpy2"], autouse=True)
 def crypto_backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """Reload backend and ec with MCIC_CRYPTO_BACKEND set; restore the original modules after."""
-    name: str = request.param
-    if name == "gmpy2":
-        pytest.importorskip("gmpy2")
-    modules = [backend, ec]
-    saved = [dict(module.__dict__) for module in modules]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MCIC_CRYPTO_BACKEND", name)
-        try:
-            for module in modules:
-                importlib.reload(module)
-            assert name == backend.NAME
-            yield name
-        finally:
-            # Put back the very objects other modules imported (EcError, Curve, P256...).
-            for module, namespace in zip(modules, saved, strict=True):
-                module.__dict__.clear()
-                module.__dict__.update(namespace)
+    with reloaded_under(request.param, [backend, ec]) as name:
+        yield name
 
 
 def test_backend_really_in_use(crypto_backend: str) -> None:

@@ -6,13 +6,13 @@ vectors are those of spec/crypto.md §2.5, the dispatch rules those of spec/cryp
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from backend_helpers import reloaded_under
 from mcinterconnect.crypto import backend, ec, eccsi
 
 Q = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -63,23 +63,8 @@ VERIFIERS = {"fast": "verify", "reference": "verify_reference", "verifier": "Ver
 @pytest.fixture(scope="module", params=["int", "gmpy2"], autouse=True)
 def crypto_backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """Reload backend, ec and eccsi with MCIC_CRYPTO_BACKEND set; restore the original modules after."""
-    name: str = request.param
-    if name == "gmpy2":
-        pytest.importorskip("gmpy2")
-    modules = [backend, ec, eccsi]
-    saved = [dict(module.__dict__) for module in modules]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MCIC_CRYPTO_BACKEND", name)
-        try:
-            for module in modules:
-                importlib.reload(module)
-            assert name == backend.NAME
-            yield name
-        finally:
-            # Put back the very objects other modules imported (EccsiError, EcError, P256...).
-            for module, namespace in zip(modules, saved, strict=True):
-                module.__dict__.clear()
-                module.__dict__.update(namespace)
+    with reloaded_under(request.param, [backend, ec, eccsi]) as name:
+        yield name
 
 
 def _signer(kind: str) -> Callable[..., bytes]:

@@ -7,12 +7,11 @@ import datetime
 import json
 import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from mcic_helpers import assert_one_error_line, mcic
 from mcinterconnect.cli.kms import set_partner_key
 from mcinterconnect.crypto import ec, eccsi, sakke
 from mcinterconnect.crypto.ec import P256
@@ -22,29 +21,8 @@ from mcinterconnect.deploy.config import load_system
 from mcinterconnect.deploy.init import init_deployment
 from mcinterconnect.services.kms import read_certificate, write_storage_key
 
-MCIC = Path(sys.executable).with_name("mcic")
-BOUND = 30.0
 ALICE = "sip:alice@a.mc.example"
-
-
-def mcic(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(MCIC), *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        timeout=BOUND,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 1, result
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("mcic: error: ")
-    assert "Traceback" not in result.stderr + result.stdout
-    return lines[0]
+one_error_line = assert_one_error_line
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,14 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+from mcinterconnect.files import write_with_mode
 
 #: AES-256-SIV takes two 256-bit keys (RFC 5297: S2V key and CTR key).
 SEALING_KEY_LENGTH = 64
@@ -72,13 +73,7 @@ def write_sealing_keys(path: Path, keys: list[tuple[int, bytes]]) -> None:
     lines = ["# Sealing keys of one border (AES-256-SIV). First line seals, every line unseals."]
     lines += [f"{key_id} {base64.b64encode(key).decode('ascii')}" for key_id, key in keys]
     data = ("\n".join(lines) + "\n").encode("ascii")
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, KEY_FILE_MODE)
-    try:
-        os.fchmod(descriptor, KEY_FILE_MODE)  # also when the file existed with a wider mode
-        with os.fdopen(descriptor, "wb", closefd=False) as handle:
-            handle.write(data)
-    finally:
-        os.close(descriptor)
+    write_with_mode(path, data, KEY_FILE_MODE)
 
 
 def load_sealing_keys(path: Path) -> list[tuple[int, bytes]]:

@@ -39,6 +39,7 @@ from mcinterconnect.crypto import ec, sakke
 from mcinterconnect.crypto.ec import P256
 from mcinterconnect.crypto.kms import KmsCertificate, KmsError, validate_key_set
 from mcinterconnect.deploy.config import ConfigError, SystemConfig, load_deployment, load_system
+from mcinterconnect.files import write_with_mode
 from mcinterconnect.identity import IdentityError, McServiceId
 from mcinterconnect.services.kms import KmsSettings, read_certificate, read_kms, write_certificate
 
@@ -148,13 +149,7 @@ def set_partner_key(text: str, partner: str, key: str, line: str) -> str | None:
 
 def _write_atomically(path: Path, text: str, mode: int) -> Path:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(descriptor, mode)
-        with os.fdopen(descriptor, "w", encoding="utf-8", closefd=False) as handle:
-            handle.write(text)
-    finally:
-        os.close(descriptor)
+    write_with_mode(temporary, text.encode("utf-8"), mode)
     return temporary
 
 

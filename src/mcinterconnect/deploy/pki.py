@@ -13,13 +13,14 @@ and labs; operators of real systems bring certificates from their own PKI.
 from __future__ import annotations
 
 import datetime
-import os
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from mcinterconnect.files import write_with_mode
 
 #: Tolerated clock skew between systems: certificates start this much before "now".
 CLOCK_SKEW = datetime.timedelta(minutes=5)
@@ -158,21 +159,9 @@ def issue_certificate(
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` with exactly ``mode``, also when the file already exists."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        # The mode of os.open applies to new files only and passes through the umask.
-        os.fchmod(descriptor, mode)
-        with os.fdopen(descriptor, "wb", closefd=False) as handle:
-            handle.write(data)
-    finally:
-        os.close(descriptor)
-
-
 def write_pem(path: Path, cert: x509.Certificate) -> None:
     """Write one certificate as PEM (mode 0644: certificates are public)."""
-    _write(path, cert.public_bytes(serialization.Encoding.PEM), CERTIFICATE_MODE)
+    write_with_mode(path, cert.public_bytes(serialization.Encoding.PEM), CERTIFICATE_MODE)
 
 
 def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
@@ -182,7 +171,7 @@ def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write(path, data, PRIVATE_KEY_MODE)
+    write_with_mode(path, data, PRIVATE_KEY_MODE)
 
 
 def _read(path: Path) -> bytes:

@@ -50,7 +50,6 @@ import base64
 import binascii
 import contextvars
 import datetime
-import os
 import re
 import ssl
 import time
@@ -75,6 +74,7 @@ from mcinterconnect.crypto.kms import (
     KmsSecrets,
     validate_key_set,
 )
+from mcinterconnect.files import write_with_mode
 from mcinterconnect.identity import IdentityError, McServiceId
 from mcinterconnect.sip.transport import Address, LogSink
 from mcinterconnect.tlsprofile import peer_certificate, server_context
@@ -181,17 +181,6 @@ class KmsSettings(ConfigModel):
 # --- files ----------------------------------------------------------------------------------------
 
 
-def _write_file(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` with exactly ``mode``, also over an existing file with a wider mode."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(descriptor, mode)
-        with os.fdopen(descriptor, "wb", closefd=False) as handle:
-            handle.write(data)
-    finally:
-        os.close(descriptor)
-
-
 def _read_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -206,7 +195,7 @@ def write_storage_key(path: Path, key: bytes) -> None:
     if len(key) != STORAGE_KEY_LENGTH:
         raise KmsError("storage-key-invalid", f"the storage key must be {STORAGE_KEY_LENGTH} octets")
     text = f"{_STORAGE_KEY_COMMENT}\n{base64.b64encode(key).decode('ascii')}\n"
-    _write_file(path, text.encode("ascii"), KEY_FILE_MODE)
+    write_with_mode(path, text.encode("ascii"), KEY_FILE_MODE)
 
 
 def read_storage_key(path: Path) -> bytes:
@@ -231,12 +220,12 @@ def read_storage_key(path: Path) -> bytes:
 
 def write_sealed_secrets(path: Path, kms_secrets: KmsSecrets, storage_key: bytes) -> None:
     """Seal the KMS secrets under ``storage_key`` and write them (mode 0600)."""
-    _write_file(path, kms_secrets.seal(storage_key), KEY_FILE_MODE)
+    write_with_mode(path, kms_secrets.seal(storage_key), KEY_FILE_MODE)
 
 
 def write_certificate(path: Path, certificate: KmsCertificate) -> None:
     """Write a KMS certificate XML file (public: mode 0644)."""
-    _write_file(path, certificate.to_xml(), PUBLIC_FILE_MODE)
+    write_with_mode(path, certificate.to_xml(), PUBLIC_FILE_MODE)
 
 
 def read_certificate(path: Path) -> KmsCertificate:
