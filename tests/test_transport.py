@@ -388,13 +388,19 @@ def test_malformed_request_over_tcp_gets_400_and_the_connection_survives() -> No
     run(scenario())
 
 
-def test_stream_without_content_length_is_closed() -> None:
+def test_stream_without_content_length_is_answered_then_closed() -> None:
     async def scenario() -> None:
         async with element("tcp") as server:
             assert server.address is not None
             reader, writer = await asyncio.open_connection(server.address.host, server.address.port)
             writer.write(raw_request("no-length", content_length=False))
-            assert await asyncio.wait_for(read_until_closed(reader), 5) == b""
+            # RFC 3261 §18.3: the stream cannot be re-synchronised, but the request can still be
+            # addressed: a 400 naming the fault, then the connection is closed.
+            rest = await asyncio.wait_for(read_until_closed(reader), 5)
+            answer = parse_message(rest, stream=True)
+            assert isinstance(answer, SipResponse) and answer.status == 400
+            assert answer.call_id == "no-length"
+            assert "Content-Length is mandatory" in (answer.headers.get("Warning") or "")
             (event,) = events_named(server.events, "sip-parse-error")
             assert event["closed"] is True and "Content-Length" in str(event["reason"])
             assert server.received.empty()

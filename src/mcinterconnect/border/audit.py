@@ -7,7 +7,6 @@ no sealed tokens, no message bodies.  The last lines stay in memory for the demo
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from collections import deque
 from datetime import UTC, datetime
@@ -54,7 +53,3 @@ class AuditLog:
             self._owned.close()
             self._owned = None
             self._stream = None
-
-
-def stderr_audit(system: str, component: str) -> AuditLog:
-    return AuditLog(sys.stderr, system=system, component=component)

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from mcinterconnect.border.sealing import Sealer
 from mcinterconnect.sip.message import SipMessage, SipRequest, SipResponse
 from mcinterconnect.sip.proxy import DEFAULT_PORTS, MAGIC_COOKIE, RoutingError
-from mcinterconnect.sip.transport import Address
 from mcinterconnect.sip.uri import NameAddr, SipSyntaxError, SipUri, Via, get_param
 
 
@@ -356,8 +355,3 @@ def _to_tag(message: SipMessage) -> str | None:
         return NameAddr.parse(message.headers.get("To") or "").tag
     except SipSyntaxError:
         return None
-
-
-def face_of(address: Address, host: str | None = None) -> Face:
-    """The face for a listen address, advertised under ``host`` (the public name) if given."""
-    return Face(host or address.host, address.port, address.transport)

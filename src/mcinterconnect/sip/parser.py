@@ -307,15 +307,30 @@ class StreamFramer:
                     f"header section exceeds the limit of {self.limits.max_message_size}", 513
                 )
             return None
-        length = content_length_of(bytes(self._buffer[:head_end]))
+        head = bytes(self._buffer[:head_end])
+        length = content_length_of(head)
         if length is None:
-            raise SipParseError("Content-Length is mandatory on a stream transport")
+            raise self._addressed(SipParseError("Content-Length is mandatory on a stream transport"), head)
         total = head_end + 4 + length
         if total > self.limits.max_message_size:
-            raise SipParseError(
+            error = SipParseError(
                 f"message of {total} bytes exceeds the limit of {self.limits.max_message_size}", 513
             )
+            raise self._addressed(error, head)
         return total
+
+    def _addressed(self, error: SipParseError, head: bytes) -> SipParseError:
+        """Attach what is needed to answer a framing error before the stream is closed."""
+        lines = head.decode("utf-8", "replace").split("\r\n")
+        while lines and not lines[0]:
+            lines.pop(0)
+        if lines:
+            error.is_request = not lines[0].startswith("SIP/")
+            try:
+                error.partial = _parse_headers(lines[1:], self.limits)
+            except SipParseError:
+                error.partial = None
+        return error
 
 
 def error_response(error: SipParseError, agent: str) -> SipResponse | None:

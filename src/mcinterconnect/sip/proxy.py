@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from mcinterconnect.sip.message import SipMessage, SipRequest, SipResponse
 from mcinterconnect.sip.transport import Address
-from mcinterconnect.sip.uri import NameAddr, SipSyntaxError, SipUri, Via, drop_param, get_param, set_param
+from mcinterconnect.sip.uri import NameAddr, SipSyntaxError, SipUri, Via, set_param
 
 MAGIC_COOKIE = "z9hG4bK"
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
@@ -186,19 +186,6 @@ def response_destination(response: SipMessage) -> Address:
     if top is None:
         raise RoutingError("response without Via")
     return via_address(top)
-
-
-def without_param(uri: str, name: str) -> str:
-    parsed = SipUri.parse(uri)
-    parsed.params = drop_param(parsed.params, name)
-    return str(parsed)
-
-
-def uri_param(uri: str, name: str) -> str | None:
-    try:
-        return get_param(SipUri.parse(uri).params, name)
-    except SipSyntaxError:
-        return None
 
 
 def is_initial(message: SipMessage) -> bool:
