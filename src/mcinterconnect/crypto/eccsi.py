@@ -384,7 +384,9 @@ class Verifier:
             _verify_with_y(message, r, s, signer.hs, signer.y)
             return
         he = compute_he(signer.hs, r, message)
-        ecdsa_signature = openssl_utils.encode_dss_signature(r, pow(s, -1, _Q))
+        ecdsa_signature = openssl_utils.encode_dss_signature(
+            r, backend.to_int(backend.invert(backend.mpz(s), _Q))
+        )
         try:
             signer.y_key.verify(ecdsa_signature, he, _PREHASHED_SHA256)
         except InvalidSignature:
