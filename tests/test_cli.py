@@ -37,6 +37,19 @@ def test_init_into_an_empty_directory(tmp_path: Path) -> None:
         assert (target / letter / "pki" / "isproxy.key").stat().st_mode & 0o077 == 0
 
 
+def test_init_explicit_writes_explicit_agreements(tmp_path: Path) -> None:
+    target = tmp_path / "deployment"
+    result = mcic("init", target, "--explicit")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"deployment written: {target / 'deployment.toml'} (explicit authentication: EAR both ways)"
+    )
+    for system in load_deployment(target).systems:
+        [partner] = system.partner
+        assert partner.explicit_inbound and partner.explicit_outbound
+        assert system.mcx_server.certificate is not None
+
+
 def test_init_into_a_non_empty_directory_is_refused(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine\n", encoding="utf-8")
     result = mcic("init", tmp_path)

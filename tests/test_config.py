@@ -115,7 +115,7 @@ def test_generated_files(generated: Path) -> None:
         generated / "b" / "keys" / "sealing.keys"
     )
     readme = (generated / "README.txt").read_text().splitlines()
-    assert len(readme) == 10
+    assert len(readme) == 11
     assert "SIP-3 listeners on 127.0.0.1" in readme[-2]
 
 
@@ -326,14 +326,181 @@ def test_route_psi_not_in_own_domain(deployment: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ['"explicit"', '{ inbound = "implicit", outbound = "explicit" }', '{ inbound = "explicit" }']
+    ("value", "expected"),
+    [
+        ('"explicit"', ("explicit", "explicit")),
+        ('{ inbound = "implicit", outbound = "explicit" }', ("implicit", "explicit")),
+        ('{ inbound = "explicit" }', ("explicit", "implicit")),
+    ],
 )
-def test_explicit_authentication_refused(deployment: Path, value: str) -> None:
+def test_explicit_authentication_per_direction(
+    deployment: Path, value: str, expected: tuple[str, str]
+) -> None:
     path = _edit(deployment / "a" / "system.toml", 'authentication = "implicit"', f"authentication = {value}")
-    assert _error(path) == (
-        f"{path}: partner[0].authentication: explicit authentication (EAR, TS 33.180 9.6) "
-        "is not available in this version"
+    [partner] = load_system(path).partner
+    assert (partner.authentication.inbound, partner.authentication.outbound) == expected
+    assert (partner.explicit_inbound, partner.explicit_outbound) == (
+        expected[0] == "explicit",
+        expected[1] == "explicit",
     )
+
+
+def test_explicit_inbound_needs_the_partner_kms_certificate(deployment: Path) -> None:
+    path = deployment / "a" / "system.toml"
+    _edit(path, 'authentication = "implicit"', 'authentication = { inbound = "explicit" }')
+    _edit(path, 'kms_certificate = "partners/b-kms.xml"\n', "")
+    assert _error(path) == (
+        f"{path}: partner[0]: kms_certificate: missing key: explicit inbound authentication verifies "
+        "the partner's EARs under its KMS certificate (import it with mcic kms import-partner)"
+    )
+    # implicit inbound (explicit outbound) does not need it
+    _edit(path, '{ inbound = "explicit" }', '{ outbound = "explicit" }')
+    assert load_system(path).partner[0].kms_certificate is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        (
+            'certificate = "pki/mcx.crt"\n',
+            "",
+            "mcx_server.certificate: missing key: explicit outbound "
+            "authentication toward B needs the MCX server's KMS client identity",
+        ),
+        (
+            'private_key = "pki/mcx.key"\n',
+            "",
+            "mcx_server.private_key: missing key: explicit outbound "
+            "authentication toward B needs the MCX server's KMS client identity",
+        ),
+        (
+            'kms_trust_anchors = ["pki/ca.crt"]\n',
+            "",
+            "mcx_server.kms_trust_anchors: missing key: "
+            "explicit outbound authentication toward B needs the KMS's CA",
+        ),
+        (
+            'psis = { mcptt = "sip:mcptt-server@b.mc.example" }\n',
+            "",
+            "partner[0].psis: explicit outbound "
+            "authentication toward B needs the partner's mcptt PSI (EAR Target ID)",
+        ),
+    ],
+)
+def test_explicit_outbound_needs_the_mcx_signing_identity(
+    deployment: Path, old: str, new: str, error: str
+) -> None:
+    path = deployment / "a" / "system.toml"
+    _edit(path, 'authentication = "implicit"', 'authentication = { outbound = "explicit" }')
+    load_system(path)
+    _edit(path, old, new)
+    assert _error(path) == f"{path}: {error}"
+
+
+def test_explicit_outbound_needs_a_kms(deployment: Path) -> None:
+    path = deployment / "a" / "system.toml"
+    text = path.read_text()
+    start, end = text.index("[kms]"), text.index("# One [[partner]] table")
+    path.write_text(text[:start] + text[end:])
+    load_system(path)  # implicit: no KMS needed
+    _edit(path, 'authentication = "implicit"', 'authentication = "explicit"')
+    assert _error(path) == (
+        f"{path}: kms: missing table: explicit outbound authentication toward B needs this system's KMS "
+        "(EAR signing keys)"
+    )
+
+
+def test_explicit_knobs_defaults(generated: Path) -> None:
+    a = load_system(generated / "a" / "system.toml")
+    assert a.is_proxy.replay_store == "sqlite:replay.db"
+    assert a.is_proxy.ear_skew == 30
+    assert a.mcx_server.verify_ear is False
+    assert a.mcx_server.certificate == (generated / "a" / "pki" / "mcx.crt").resolve()
+    assert a.mcx_server.kms_trust_anchors == [(generated / "a" / "pki" / "ca.crt").resolve()]
+    assert a.partner[0].allowed_request_types == ["GROUP", "none"]
+    # the MCX server's certificate names its PSI as subjectAltName URI, for the KMS (P-KMS-04)
+    mcx = load_certificate(generated / "a" / "pki" / "mcx.crt")
+    san = mcx.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [a.mcx_server.psi]
+    assert stat.S_IMODE((generated / "a" / "pki" / "mcx.key").stat().st_mode) == 0o600
+
+
+def test_explicit_init_writes_explicit_agreements(tmp_path: Path) -> None:
+    config = load_deployment(init_deployment(tmp_path / "d", ports=PORTS, explicit=True))
+    for system in config.systems:
+        [partner] = system.partner
+        assert (partner.authentication.inbound, partner.authentication.outbound) == ("explicit", "explicit")
+        assert partner.kms_certificate is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('["group", "None", "MIGRATION", "GROUP"]', ["GROUP", "none", "MIGRATION"]),
+        ('["PRIVILEGED", "INTERWORKING"]', ["PRIVILEGED", "INTERWORKING"]),
+        ("[]", []),
+    ],
+)
+def test_allowed_request_types(deployment: Path, value: str, expected: list[str]) -> None:
+    path = _edit(
+        deployment / "a" / "system.toml",
+        'allowed_request_types = ["GROUP", "none"]',
+        f"allowed_request_types = {value}",
+    )
+    assert load_system(path).partner[0].allowed_request_types == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (
+            '["OFF_NETWORK"]',
+            "OFF_NETWORK signalling is never valid on the interconnection interface (WA-SP-27)",
+        ),
+        (
+            '["off-network"]',
+            "OFF_NETWORK signalling is never valid on the interconnection interface (WA-SP-27)",
+        ),
+        (
+            '["GROUP", "CHAT"]',
+            "unknown request type 'CHAT' (expected PRIVILEGED, INTERWORKING, GROUP, MIGRATION, none)",
+        ),
+    ],
+)
+def test_allowed_request_types_refused(deployment: Path, value: str, error: str) -> None:
+    path = _edit(
+        deployment / "a" / "system.toml",
+        'allowed_request_types = ["GROUP", "none"]',
+        f"allowed_request_types = {value}",
+    )
+    assert _error(path) == f"{path}: partner[0].allowed_request_types: {error}"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["memory", "sqlite:/var/lib/mcic/replay.db", "sqlite:state/replay.db", "redis://127.0.0.1:6379/2"],
+)
+def test_replay_store_accepted(deployment: Path, value: str) -> None:
+    path = _edit(
+        deployment / "a" / "system.toml", 'replay_store = "sqlite:replay.db"', f'replay_store = "{value}"'
+    )
+    assert load_system(path).is_proxy.replay_store == value
+
+
+@pytest.mark.parametrize("value", ["sqlite:", "sqlite://x", "postgres://db", "file.db", ""])
+def test_replay_store_refused(deployment: Path, value: str) -> None:
+    path = _edit(
+        deployment / "a" / "system.toml", 'replay_store = "sqlite:replay.db"', f'replay_store = "{value}"'
+    )
+    assert _error(path) == (
+        f"{path}: is_proxy.replay_store: expected 'memory', 'sqlite:PATH' or 'redis://host:port/db'"
+    )
+
+
+@pytest.mark.parametrize("value", ["-1", "3601", '"soon"'])
+def test_ear_skew_refused(deployment: Path, value: str) -> None:
+    path = _edit(deployment / "a" / "system.toml", "ear_skew = 30", f"ear_skew = {value}")
+    assert _error(path).startswith(f"{path}: is_proxy.ear_skew: ")
 
 
 def test_error_in_second_system_names_its_file(deployment: Path) -> None:

@@ -1,4 +1,5 @@
-"""``mcic demo``: A and B, a MESSAGE across SIP-3 and the attacker scenarios, every row as expected."""
+"""``mcic demo``: A and B, a MESSAGE across SIP-3 and the attacker scenarios, then the explicit
+phase (EARs: valid both ways, forged, replayed, expired), every row as expected."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ EXPECTED_SCENARIOS = (
     "(c) from B, source claims A's domain (P-Asserted-Identity)",
     "(c) from B, calling user claims A's domain (mcptt-info)",
     "(d) plain TCP (no TLS) -> A's SIP-3",
+    "explicit: MESSAGE alice@A -> bob@B with an EAR of MCX A",
+    "explicit: MESSAGE bob@B -> alice@A with an EAR of MCX B",
+    "(e) explicit: forged EAR (key of another identity) -> A's SIP-3",
+    "(e) explicit: replayed EAR captured from B's traffic -> A's SIP-3",
+    "(e) explicit: expired EAR (Request Expiry passed) -> A's SIP-3",
 )
 
 
@@ -51,6 +57,25 @@ def test_run_demo_passes_every_row_quickly(tmp_path: Path) -> None:
         "tls-handshake-failed",
     }
     assert [entry["decision"] for entry in run.audit["B"]].count("allow") >= 1
+    # The explicit phase: each border admitted one EAR, A refused exactly the three bad ones.
+    explicit_a, explicit_b = run.audit["A (explicit)"], run.audit["B (explicit)"]
+    assert [e["reason"] for e in explicit_a if e["decision"] == "refuse"] == [
+        "ear-signature",
+        "ear-replay",
+        "ear-expired",
+    ]
+    for entries in (explicit_a, explicit_b):
+        assert [
+            bool(e.get("ear"))
+            for e in entries
+            if e.get("direction") == "inbound" and e["decision"] == "allow"
+        ] == [True]
+    assert run.explicit_deployment is not None
+    assert all(
+        p.explicit_inbound and p.explicit_outbound for s in run.explicit_deployment.systems for p in s.partner
+    )
+    assert any(b"\r\nMC-EAR: " in data for data in run.explicit_sip3_bytes)
+    assert not any(b"\r\nMC-EAR: " in data for data in run.sip3_bytes)  # the implicit phase signs nothing
     # The deployment the demo wrote is a real one, audit log on disk included.
     assert (tmp_path / "demo" / "a" / "audit.jsonl").read_text(encoding="utf-8").count("\n") == len(
         run.audit["A"]

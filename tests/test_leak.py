@@ -147,6 +147,13 @@ def test_demo_sip3_traffic_leaks_nothing_internal(tmp_path: Path) -> None:
     assert leaks(captured, deployment_markers(run.deployment)) == []
     assert b"127.0.10." not in everything and b"127.0.20." not in everything
     assert_routing_names_only_border(parsed(captured), run.deployment)
+    # The explicit phase (EARs in MC-EAR headers) hides as much.
+    assert run.explicit_deployment is not None
+    explicit = run.explicit_sip3_bytes
+    assert explicit and b"\r\nMC-EAR: " in b"".join(explicit)
+    assert leaks(explicit, deployment_markers(run.explicit_deployment)) == []
+    assert b"127.0.10." not in b"".join(explicit) and b"127.0.20." not in b"".join(explicit)
+    assert_routing_names_only_border(parsed(explicit), run.explicit_deployment)
 
 
 # ------------------------------------------------------------------ traffic generated here

@@ -3,8 +3,10 @@
 Policy is data (ARCHITECTURE.md §4): what TS 33.180 11.1.1 and the working assumptions need at
 the border: partner domains, the partner IS proxy's address and TLS identity (WA-IC-13/17),
 trust anchors, the authentication mode per direction (implicit or explicit, "subject to the
-policy of each MC system"), allowed methods (WA-IC-08) and the partner PSIs used for the
-exit-point Request-URI rewrite (TS 24.379 6.8.2).
+policy of each MC system"), allowed methods (WA-IC-08), the EAR request types the partner may
+use (WA-SP-27), the partner's KMS certificate (explicit inbound authentication verifies EARs
+under its KPAK) and the partner PSIs used for the exit-point Request-URI rewrite (TS 24.379
+6.8.2).  The IS proxy's own knobs include the EAR replay store and the allowed clock skew.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from mcinterconnect.configtypes import AddressField, ConfigModel, McIdField, domain_name, mc_id
 from mcinterconnect.sip.transport import Address
@@ -48,6 +50,16 @@ class AuthenticationPolicy(ConfigModel):
     outbound: AuthenticationMode = "implicit"
 
 
+#: Names of ``allowed_request_types``: the EAR Request types of Table J.2.3-1 a partner may use
+#: (OFF_NETWORK never: it is not valid on the interconnection interface) and "none", the Request
+#: IE omitted (private calls, one-to-one short data; WA-SP-27).
+REQUEST_TYPE_NAMES = ("PRIVILEGED", "INTERWORKING", "GROUP", "MIGRATION", "none")
+#: Group signalling and requests without a Request IE (private / one-to-one).
+DEFAULT_REQUEST_TYPES = ("GROUP", "none")
+#: Default ``is_proxy.replay_store``: an SQLite file beside the system file (one node, survives restarts).
+DEFAULT_REPLAY_STORE = "sqlite:replay.db"
+
+
 def _authentication(value: object) -> object:
     if isinstance(value, str):
         return {"inbound": value, "outbound": value}
@@ -69,8 +81,11 @@ class PartnerAgreement(ConfigModel):
     #: Source addresses the partner's IS proxy connects from (empty: any, TLS identity decides).
     allowed_sources: list[str] = Field(default_factory=list)
     #: The partner's KMS certificate (KmsCertificate XML), imported by manual cross-certification
-    #: (WA-IC-19, ``mcic kms import-partner``); offered to own users as External (certcache).
+    #: (WA-IC-19, ``mcic kms import-partner``); offered to own users as External (certcache) and,
+    #: with explicit inbound authentication, the KPAK that partner EARs are verified under.
     kms_certificate: Path | None = None
+    #: EAR Request types this partner may send (WA-SP-27), by name; "none" = Request IE omitted.
+    allowed_request_types: list[str] = Field(default_factory=lambda: list(DEFAULT_REQUEST_TYPES))
 
     @field_validator("domains")
     @classmethod
@@ -100,12 +115,43 @@ class PartnerAgreement(ConfigModel):
             raise ValueError("REGISTER never crosses the border (clients register at home only)")
         return upper
 
-    @field_validator("authentication")
+    @field_validator("allowed_request_types")
     @classmethod
-    def _explicit_not_yet(cls, value: AuthenticationPolicy) -> AuthenticationPolicy:
-        if "explicit" in (value.inbound, value.outbound):
-            raise ValueError("explicit authentication (EAR, TS 33.180 9.6) is not available in this version")
-        return value
+    def _request_types(cls, values: list[str]) -> list[str]:
+        known = {name.lower(): name for name in REQUEST_TYPE_NAMES}
+        chosen: list[str] = []
+        for value in values:
+            name = known.get(value.strip().lower())
+            if name is None:
+                if value.strip().upper().replace("-", "_") == "OFF_NETWORK":
+                    raise ValueError(
+                        "OFF_NETWORK signalling is never valid on the interconnection interface (WA-SP-27)"
+                    )
+                raise ValueError(
+                    f"unknown request type {value[:40]!r} (expected {', '.join(REQUEST_TYPE_NAMES)})"
+                )
+            if name not in chosen:
+                chosen.append(name)
+        return chosen
+
+    @model_validator(mode="after")
+    def _explicit_needs_kms_certificate(self) -> PartnerAgreement:
+        if self.authentication.inbound == "explicit" and self.kms_certificate is None:
+            raise ValueError(
+                "kms_certificate: missing key: explicit inbound authentication verifies the partner's "
+                "EARs under its KMS certificate (import it with mcic kms import-partner)"
+            )
+        return self
+
+    @property
+    def explicit_inbound(self) -> bool:
+        """Requests from this partner must carry a valid EAR (TS 33.180 9.6)."""
+        return self.authentication.inbound == "explicit"
+
+    @property
+    def explicit_outbound(self) -> bool:
+        """Requests to this partner must carry an EAR signed by the sending server."""
+        return self.authentication.outbound == "explicit"
 
 
 class IsProxySettings(ConfigModel):
@@ -125,6 +171,12 @@ class IsProxySettings(ConfigModel):
     #: Source addresses allowed on the internal listener (empty: any).
     allowed_internal_sources: list[str] = Field(default_factory=list)
     max_forwards: int = Field(70, ge=1, le=255)
+    #: Where EAR IDs are remembered against replay (WA-SP-26 step 9): "memory", "sqlite:PATH"
+    #: (relative to the system file) or "redis://host:port/db" (shared by several instances).
+    #: Opened only when some partner's inbound authentication is explicit.
+    replay_store: str = DEFAULT_REPLAY_STORE
+    #: Allowed difference in seconds between an EAR's Date and time and this clock (WA-SP-26 step 3).
+    ear_skew: float = Field(30.0, ge=0, le=3600)
 
     @field_validator("sip3_listen")
     @classmethod
@@ -142,3 +194,13 @@ class IsProxySettings(ConfigModel):
     @classmethod
     def _public_host(cls, value: str) -> str:
         return domain_name(value)
+
+    @field_validator("replay_store")
+    @classmethod
+    def _replay_store(cls, value: str) -> str:
+        spec = value.strip()
+        if spec == "memory" or spec.startswith(("redis://", "rediss://")):
+            return spec
+        if spec.startswith("sqlite:") and spec.removeprefix("sqlite:") and not spec.startswith("sqlite://"):
+            return spec
+        raise ValueError("expected 'memory', 'sqlite:PATH' or 'redis://host:port/db'")

@@ -15,11 +15,25 @@ allowed by the agreement are refused (BC-2, BC-5); the partner is authenticated 
 Request-URI selects the internal destination (404 for an unknown one).  In-dialog requests are
 accepted only with routing data this border sealed itself, which proves the dialog went through
 it.  Every decision is written to the audit log with a reason code.
+
+Explicit authentication (TS 33.180 9.6, ``explicit.py``): at the exit point, an initial request
+toward a partner whose agreement is explicit outbound must carry the EAR its sending server
+attached (``ear-missing`` otherwise, never forwarded).  At the entry point, a request whose EAR
+passed every check still owes the replay step (WA-SP-26 step 9), which needs the asynchronous
+replay store: the forward goes out with a ``Claim`` on the EAR ID, and the node sends it (and
+the allow audit line is written) only once the store said the ID is new; a replay gets the
+prepared ``ear-replay`` refusal, an unreachable store the ``ear-replay-store-unavailable`` one
+(fail closed).  An admitted INVITE whose EAR carries a Request Expiry is tracked
+(``expiry.py``) and its dialogs are released (BYE both ways) when it passes
+(``release_expired``, called by a periodic task of the asyncio layer).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +41,8 @@ from cryptography import x509
 
 from mcinterconnect.border.agreement import IsProxySettings, PartnerAgreement
 from mcinterconnect.border.audit import AuditLog
+from mcinterconnect.border.expiry import ExpiryTracker, is_release
+from mcinterconnect.border.explicit import needs_ear
 from mcinterconnect.border.policy import (
     ALLOWED,
     NOT_A_SERVER,
@@ -42,8 +58,19 @@ from mcinterconnect.border.sealing import Sealer
 from mcinterconnect.border.topology import Face, Side, TopologyError, TopologyHider, TopologyLeakError
 from mcinterconnect.identity import DomainMap
 from mcinterconnect.mcinfo import McInfoError, McpttInfo, find_mcptt_info
+from mcinterconnect.protect.ear import EAR_HEADER
+from mcinterconnect.protect.ear_check import (
+    EXPIRED,
+    MISSING,
+    REPLAY,
+    UNAVAILABLE,
+    EarPolicy,
+    EarVerdict,
+    replay_ttl,
+)
 from mcinterconnect.sip.message import SipRequest, SipResponse, make_response, warning_value
 from mcinterconnect.sip.proxy import (
+    Claim,
     Forward,
     RoutingError,
     decrement_max_forwards,
@@ -72,6 +99,8 @@ TARGET_LOCAL = "target-local"
 TOO_MANY_HOPS = "too-many-hops"
 RESPONSE_UNROUTABLE = "response-unroutable"
 PEER_UNKNOWN = "peer-unknown"
+EXPIRY_TABLE_FULL = "expiry-table-full"
+RELEASE_FAILED = "release-failed"
 
 
 @dataclass(frozen=True)
@@ -104,22 +133,26 @@ class IsProxy:
         internal: Address | None = None,
         external: Address | None = None,
         authenticator: InboundAuthenticator | None = None,
+        ear_policy: EarPolicy | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """``internal_markers``: every internal host, address and ``host:port`` that must not
         cross the border; ``internal``/``external``: the bound listen addresses when they differ
-        from the configured ones (port 0)."""
+        from the configured ones (port 0); ``ear_policy``: the EAR knobs (default: the skew of
+        ``settings``); ``clock``: Unix seconds, for Request Expiry."""
         self.settings = settings
         self.public_host = settings.public_host
         self.own_uri = settings.uri
         self.audit = audit
         internal = internal or settings.internal_listen
         external = external or settings.sip3_listen
-        self.topology = TopologyHider(
-            sealer,
-            Face(internal.host, internal.port, internal.transport),
-            Face(settings.public_host, external.port, "tls"),
-            internal_markers=internal_markers,
-        )
+        internal_face = Face(internal.host, internal.port, internal.transport)
+        external_face = Face(settings.public_host, external.port, "tls")
+        self.topology = TopologyHider(sealer, internal_face, external_face, internal_markers=internal_markers)
+        self.ear_policy = ear_policy or EarPolicy(skew=settings.ear_skew)
+        self.clock = clock
+        #: Dialogs to release at their Request Expiry: the only per-instance state (expiry.py).
+        self.expiry = ExpiryTracker(internal_face, external_face)
         self.domains = DomainMap(own_domains, {p.name: p.domains for p in agreements})
         self.partners = {
             p.name: _Partner(p, [_load_anchor(path) for path in p.trust_anchors]) for p in agreements
@@ -223,9 +256,23 @@ class IsProxy:
         decision = check_outbound(request, agreement)
         if not decision.allowed:
             return self._refuse_with(respond_to, arrival, decision)
+        if agreement.explicit_outbound and needs_ear(request) and EAR_HEADER not in request.headers:
+            # WA-SP-28: the sending server signs; the border never forwards an unsigned request.
+            return self._refuse_with(
+                respond_to,
+                arrival,
+                Decision.refuse(
+                    MISSING,
+                    f"explicit authentication toward {agreement.name}: the sending server attached no EAR",
+                    agreement.name,
+                    warning=self.ear_policy.warning(MISSING),
+                ),
+            )
         info = self._mcptt_info(request)
         if isinstance(info, Decision):
             return self._refuse_with(respond_to, arrival, info)
+        if not initial:
+            self.expiry.observed(request, from_partner=False)
         # 24.379 6.8.2 step 3: the gateway's own URI as asserted identity, the partner's PSI as target.
         request.headers.remove("P-Asserted-Identity")
         request.headers.remove("P-Preferred-Identity")
@@ -275,6 +322,18 @@ class IsProxy:
         decision = check_inbound(request, agreement, self.domains, info, self.authenticator)
         if not decision.allowed:
             return self._refuse_with(respond_to, arrival, decision)
+        ear = decision.ear
+        tracked = ear is not None and ear.expiry is not None and initial and request.method == "INVITE"
+        if tracked and self.expiry.full:
+            return self._refuse(
+                respond_to,
+                arrival,
+                EXPIRY_TABLE_FULL,
+                "too many INVITEs with a Request Expiry in progress on this instance",
+                503,
+            )
+        if not initial:
+            self.expiry.observed(request, from_partner=True)
         dialog_key = self.topology.restore_request(request, Side.EXTERNAL)
         if initial or (request.method == "ACK" and dialog_key is None):
             destination = self.settings.routes.get(_aor(request.uri))
@@ -290,8 +349,62 @@ class IsProxy:
             destination = next_hop(request, "tcp")
         self.topology.hide_request(request, Side.EXTERNAL, dialog_key)
         decrement_max_forwards(request, self.settings.max_forwards)
+        forward = Forward(request, destination)
+        if ear is not None and ear.ear_id is not None:
+            return [self._claimed(forward, respond_to, arrival, agreement.name, ear, tracked=tracked)]
         self._audit_allow(request, arrival, agreement.name, "inbound")
-        return [Forward(request, destination)]
+        return [forward]
+
+    def _claimed(
+        self,
+        forward: Forward,
+        respond_to: SipRequest,
+        arrival: Arrival,
+        partner: str,
+        ear: EarVerdict,
+        *,
+        tracked: bool,
+    ) -> Forward:
+        """The forward with its replay step (WA-SP-26 step 9): every outcome prepared here, the
+        store asked by the node; the allow line is written only once the EAR ID proved new."""
+        assert ear.ear_id is not None
+        request = forward.message
+        assert isinstance(request, SipRequest)
+        ear_name = str(uuid.UUID(bytes=ear.ear_id))
+
+        def on_claimed() -> None:
+            self._audit_allow(request, arrival, partner, "inbound", ear=ear_name)
+            if tracked and ear.expiry is not None:
+                self.expiry.admitted(request, partner=partner, expiry=ear.expiry, now=self.clock())
+
+        seen_detail = f"EAR {ear_name} was already used within the replay window"
+
+        def on_seen() -> None:
+            self._audit_refusal(respond_to, arrival, REPLAY, seen_detail, status=403, partner=partner)
+
+        def on_unavailable(reason: str) -> None:
+            self._audit_refusal(respond_to, arrival, UNAVAILABLE, reason, status=403, partner=partner)
+
+        def refusal(reason: str, detail: str) -> Forward | None:
+            decision = Decision.refuse(reason, detail, partner, warning=self.ear_policy.warning(reason))
+            refusals = self._refusal(respond_to, arrival, decision)
+            return refusals[0] if refusals else None
+
+        return Forward(
+            forward.message,
+            forward.destination,
+            forward.server_hostname,
+            forward.fallback,
+            claim=Claim(
+                key=ear.ear_id,
+                ttl=replay_ttl(self.ear_policy),
+                on_claimed=on_claimed,
+                if_seen=refusal(REPLAY, seen_detail),
+                on_seen=on_seen,
+                if_unavailable=refusal(UNAVAILABLE, "the replay store cannot answer: refused (fail closed)"),
+                on_unavailable=on_unavailable,
+            ),
+        )
 
     def _mcptt_info(self, request: SipRequest) -> McpttInfo | Decision | None:
         try:
@@ -312,8 +425,12 @@ class IsProxy:
     def handle_response(self, response: SipResponse, arrival: Arrival) -> list[Forward]:
         """Route a response back across the border by the Via stack sealed in our Via."""
         work = response.copy()
+        inside_call_id = work.call_id
         try:
             self.topology.restore_response(work, arrival.side)
+            if is_release(work):
+                self._audit_release_answer(work, arrival)
+                return []
             destination = response_destination(work)
         except RoutingError as error:
             self.audit.record(
@@ -326,8 +443,62 @@ class IsProxy:
             )
             return []
         if arrival.side is Side.INTERNAL:
+            if len(self.expiry) and _answers_invite(work):
+                self.expiry.answered(inside_call_id, work)
             return [self._toward_partner(work, destination)]
         return [Forward(work, destination)]
+
+    # ------------------------------------------------------ Request Expiry
+    def release_expired(self, now: float | None = None) -> list[Forward]:
+        """BYE toward the inside and toward the partner for every dialog whose EAR Request Expiry
+        passed (J.2.4); each BYE is restored and sealed by the topology hider like a BYE from the
+        other end of the dialog, so each side sees only its own Call-ID and route."""
+        forwards: list[Forward] = []
+        for release in self.expiry.due(self.clock() if now is None else now):
+            partner = self.partners.get(release.partner)
+            sent: list[str] = []
+            for bye, arrived_on in (
+                (release.toward_inside, Side.EXTERNAL),
+                (release.toward_partner, Side.INTERNAL),
+            ):
+                try:
+                    dialog_key = self.topology.restore_request(bye, arrived_on)
+                    self.topology.hide_request(bye, arrived_on, dialog_key)
+                    if arrived_on is Side.EXTERNAL:
+                        forwards.append(Forward(bye, next_hop(bye, "tcp")))
+                        sent.append("inside")
+                    elif partner is not None:
+                        agreement = partner.agreement
+                        forwards.append(Forward(bye, agreement.is_proxy_address, agreement.is_proxy_host))
+                        sent.append(release.partner)
+                except RoutingError as error:
+                    self.audit.record(
+                        "drop",
+                        RELEASE_FAILED,
+                        partner=release.partner,
+                        method="BYE",
+                        side=arrived_on.other.value,
+                        detail=error.reason,
+                    )
+            self.audit.record(
+                "release",
+                EXPIRED,
+                partner=release.partner,
+                method="BYE",
+                detail=f"Request Expiry {release.expiry:.0f} passed: BYE toward "
+                + (" and ".join(sent) or "nobody"),
+            )
+        return forwards
+
+    def _audit_release_answer(self, response: SipResponse, arrival: Arrival) -> None:
+        self.audit.record(
+            "release",
+            "release-answered",
+            side=arrival.side.value,
+            partner=arrival.partner,
+            method="BYE",
+            status=response.status,
+        )
 
     def _toward_partner(self, message: SipResponse, destination: Address) -> Forward:
         """A response for a partner goes back over the connection its request came on (received,
@@ -353,21 +524,40 @@ class IsProxy:
         *,
         decision: Decision | None = None,
     ) -> list[Forward]:
+        partner = decision.partner if decision else None
+        self._audit_refusal(request, arrival, reason, detail, status=status, partner=partner)
+        warning = decision.warning if decision else None
+        refusal = Decision.refuse(reason, detail, status=status, warning=warning)
+        return self._refusal(request, arrival, refusal)
+
+    def _audit_refusal(
+        self,
+        request: SipRequest,
+        arrival: Arrival,
+        reason: str,
+        detail: str,
+        *,
+        status: int,
+        partner: str | None,
+    ) -> None:
         self.audit.record(
             "refuse",
             reason,
             side=arrival.side.value,
             direction="outbound" if arrival.side is Side.INTERNAL else "inbound",
-            partner=arrival.partner or (decision.partner if decision else None),
+            partner=arrival.partner or partner,
             method=request.method,
             status=status,
             detail=detail,
             remote=f"{arrival.remote[0]}:{arrival.remote[1]}",
         )
+
+    def _refusal(self, request: SipRequest, arrival: Arrival, decision: Decision) -> list[Forward]:
+        """The response that refuses ``request`` (nothing for an ACK), without an audit line."""
         if request.method == "ACK":
             return []  # an ACK is never answered (RFC 3261 §17.2.1)
-        text = Decision.refuse(reason, detail, status=status).warning_text(self.settings.warning_code)
-        response = make_response(request, status, warning=warning_value(self.public_host, text))
+        text = decision.warning_text(self.settings.warning_code)
+        response = make_response(request, decision.status, warning=warning_value(self.public_host, text))
         try:
             return [self._answer(response, arrival)]
         except RoutingError:
@@ -401,6 +591,13 @@ class IsProxy:
             remote=f"{arrival.remote[0]}:{arrival.remote[1]}",
             **extra,
         )
+
+
+def _answers_invite(response: SipResponse) -> bool:
+    try:
+        return response.cseq[1] == "INVITE" and response.status >= 200
+    except ValueError:
+        return False
 
 
 def _aor(uri: str) -> str:

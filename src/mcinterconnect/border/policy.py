@@ -25,6 +25,7 @@ from typing import Protocol
 from mcinterconnect.border.agreement import PartnerAgreement
 from mcinterconnect.identity import DomainMap, IdentityError, McServiceId, Origin
 from mcinterconnect.mcinfo import McpttInfo
+from mcinterconnect.protect.ear_check import EarVerdict
 from mcinterconnect.sip.message import SipRequest
 from mcinterconnect.sip.proxy import is_initial
 
@@ -50,31 +51,47 @@ _USER_ORIGINATED = frozenset({"MESSAGE", "INVITE"})
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome of one policy check."""
+    """The outcome of one policy check.
+
+    ``warning`` replaces the 24.379 code and phrase of the Warning text when a rule has its own
+    (the ``90x`` texts of the EAR checks, WA-SP-26).  ``ear`` is the verdict of an EAR that
+    passed every check but the replay step, which the caller still owes (explicit mode).
+    """
 
     allowed: bool
     reason: str
     detail: str = ""
     status: int = 200
     partner: str | None = None
+    warning: str | None = None
+    ear: EarVerdict | None = None
 
     @classmethod
-    def allow(cls, partner: str | None, detail: str = "") -> Decision:
-        return cls(True, ALLOWED, detail, 200, partner)
+    def allow(cls, partner: str | None, detail: str = "", *, ear: EarVerdict | None = None) -> Decision:
+        return cls(True, ALLOWED, detail, 200, partner, ear=ear)
 
     @classmethod
-    def refuse(cls, reason: str, detail: str, partner: str | None = None, status: int = 403) -> Decision:
-        return cls(False, reason, detail, status, partner)
+    def refuse(
+        cls,
+        reason: str,
+        detail: str,
+        partner: str | None = None,
+        status: int = 403,
+        *,
+        warning: str | None = None,
+    ) -> Decision:
+        return cls(False, reason, detail, status, partner, warning)
 
     def warning_text(self, code: int) -> str:
-        """The Warning text: the 24.379 code and phrase, then the rule that refused."""
-        return f"{code} {SERVICE_NOT_AUTHORIZED} ({self.reason}: {self.detail})"
+        """The Warning text: the 24.379 code and phrase (or the rule's own), then the rule that refused."""
+        lead = self.warning or f"{code} {SERVICE_NOT_AUTHORIZED}"
+        return f"{lead} ({self.reason}: {self.detail})"
 
 
 class InboundAuthenticator(Protocol):
     """How a partner's requests are authenticated at the entry point (TS 33.180 11.1.1).
 
-    ``implicit`` is built in; the explicit mode (EAR, 33.180 9.6) plugs in here.
+    ``implicit`` is built in; the explicit mode (EAR, 33.180 9.6) is ``explicit.py``.
     """
 
     def check(

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mcinterconnect import __version__
-from mcinterconnect.cli import kms, mikey, system
+from mcinterconnect.cli import ear, kms, mikey, system
 from mcinterconnect.cli.common import CliError
 from mcinterconnect.deploy.config import ConfigError
 from mcinterconnect.deploy.init import InitError
@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     system.add_parsers(commands)
     mikey.add_parsers(commands)
     kms.add_parsers(commands)
+    ear.add_parsers(commands)
     return parser
 
 

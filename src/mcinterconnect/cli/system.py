@@ -20,6 +20,11 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     init = commands.add_parser("init", help="write a two-system deployment (A and B) on loopback")
     init.add_argument("directory", type=Path)
     init.add_argument("--force", action="store_true", help="write into a non-empty directory")
+    init.add_argument(
+        "--explicit",
+        action="store_true",
+        help="explicit authentication (signed EAR, TS 33.180 9.6) both ways; default implicit",
+    )
     init.set_defaults(handler=_init)
 
     run = commands.add_parser("run", help="run the systems of a deployment")
@@ -44,8 +49,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _init(args: argparse.Namespace) -> int:
-    path = init_deployment(args.directory, overwrite=args.force)
-    print(f"deployment written: {path}")
+    path = init_deployment(args.directory, overwrite=args.force, explicit=args.explicit)
+    suffix = " (explicit authentication: EAR both ways)" if args.explicit else ""
+    print(f"deployment written: {path}{suffix}")
     return 0
 
 

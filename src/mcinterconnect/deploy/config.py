@@ -8,7 +8,9 @@ Policy is data (ARCHITECTURE.md §4): one ``PartnerAgreement`` per partner syste
 TS 33.180 11.1.1 and the project's working assumptions need at the border (interconnection.md
 §10.1): partner domains, IS proxy peer and TLS identity, trust anchors, authentication mode per
 direction, allowed methods, the partner PSIs used for the exit-point Request-URI rewrite
-(TS 24.379 6.8.2).
+(TS 24.379 6.8.2), the EAR request types and the partner's KMS certificate.  Explicit
+outbound authentication (TS 33.180 9.6) needs the MCX server's KMS client identity
+(``mcx_server.certificate``) and this system's KMS, where the MCX server fetches its signing keys.
 """
 
 from __future__ import annotations
@@ -61,6 +63,15 @@ class SipCoreSection(ConfigModel):
 class McxServerSection(ConfigModel):
     listen: AddressField
     psi: McIdField
+    #: Check the EAR of requests from explicit partners again, Target ID = ``psi`` exactly
+    #: (the IS proxy already checked it, replay included; TS 33.180 9.6).
+    verify_ear: bool = False
+    #: TLS client certificate and key with which the MCX server fetches its ECCSI keys from this
+    #: system's KMS (subjectAltName URI = ``psi``); needed for explicit outbound authentication.
+    certificate: Path | None = None
+    private_key: Path | None = None
+    #: CAs the KMS's TLS server certificate must chain to.
+    kms_trust_anchors: list[Path] = Field(default_factory=list)
 
 
 class SystemConfig(ConfigModel):
@@ -95,7 +106,28 @@ class SystemConfig(ConfigModel):
                 raise ValueError(f"is_proxy.routes: {psi} is not in this system's domains")
         if McServiceId.parse(self.mcx_server.psi).domain not in own:
             raise ValueError("mcx_server.psi: not in this system's domains")
+        self._explicit_outbound_consistency()
         return self
+
+    def _explicit_outbound_consistency(self) -> None:
+        """Explicit outbound authentication: the MCX server signs EARs with keys of this KMS."""
+        for index, agreement in enumerate(self.partner):
+            if not agreement.explicit_outbound:
+                continue
+            why = f"explicit outbound authentication toward {agreement.name}"
+            if "mcptt" not in agreement.psis:
+                raise ValueError(
+                    f"partner[{index}].psis: {why} needs the partner's mcptt PSI (EAR Target ID)"
+                )
+            if self.kms is None:
+                raise ValueError(f"kms: missing table: {why} needs this system's KMS (EAR signing keys)")
+            for key in ("certificate", "private_key"):
+                if getattr(self.mcx_server, key) is None:
+                    raise ValueError(
+                        f"mcx_server.{key}: missing key: {why} needs the MCX server's KMS client identity"
+                    )
+            if not self.mcx_server.kms_trust_anchors:
+                raise ValueError(f"mcx_server.kms_trust_anchors: missing key: {why} needs the KMS's CA")
 
     @property
     def domain(self) -> str:
@@ -185,6 +217,8 @@ _FILE_KEYS: tuple[tuple[str, ...], ...] = (
     ("kms", "kms_certificate"),
     ("kms", "certificate"),
     ("kms", "private_key"),
+    ("mcx_server", "certificate"),
+    ("mcx_server", "private_key"),
 )
 
 
@@ -197,14 +231,15 @@ def _resolve_paths(data: dict[str, Any], base: Path, path: Path) -> None:
     system = data.get("system")
     if isinstance(system, dict) and isinstance(system.get("audit_log"), str):
         system["audit_log"] = base / system["audit_log"]
-    kms = data.get("kms")
-    if isinstance(kms, dict) and isinstance(kms.get("client_trust_anchors"), list):
-        kms["client_trust_anchors"] = [
-            _existing(base / anchor, path, f"kms.client_trust_anchors[{number}]")
-            if isinstance(anchor, str)
-            else anchor
-            for number, anchor in enumerate(kms["client_trust_anchors"])
-        ]
+    for section, key in (("kms", "client_trust_anchors"), ("mcx_server", "kms_trust_anchors")):
+        table = data.get(section)
+        if isinstance(table, dict) and isinstance(table.get(key), list):
+            table[key] = [
+                _existing(base / anchor, path, f"{section}.{key}[{number}]")
+                if isinstance(anchor, str)
+                else anchor
+                for number, anchor in enumerate(table[key])
+            ]
     partners = data.get("partner")
     if isinstance(partners, list):
         for index, agreement in enumerate(partners):

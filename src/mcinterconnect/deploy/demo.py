@@ -4,15 +4,20 @@ The demo writes a fresh two-system deployment (``init_deployment``) into a tempo
 starts systems A and B in one process on free loopback ports, registers alice@A and bob@B,
 sends a MESSAGE alice → bob and checks its delivery, then plays the attacker against A's SIP-3
 listener (TS 33.180 11.1.1: the border refuses direct client connections and authenticates the
-partner).  It prints a table (scenario, expected, observed) and succeeds only if every row
-matches.  Every byte the IS proxies send across SIP-3 is recorded (``DemoRun.sip3_bytes``) for
-the leak test.
+partner).  A second phase runs the A↔B link with explicit authentication (a second deployment,
+``init --explicit``, in the ``explicit/`` subfolder): MESSAGEs both ways carry an EAR signed by
+the sending MCX server and are delivered; then, as B's IS proxy, the attacker sends a forged
+EAR (signed with the key of another identity), a replayed EAR (captured from B's traffic) and
+an expired EAR, each refused by A's border (TS 33.180 9.6).  It prints a table (scenario,
+expected, observed) and succeeds only if every row matches.  Every byte the IS proxies send
+across SIP-3 is recorded (``DemoRun.sip3_bytes``, ``explicit_sip3_bytes``) for the leak test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import tempfile
 import time
@@ -20,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcinterconnect.crypto.uid import ntp_seconds
 from mcinterconnect.deploy.config import DeploymentConfig, SystemConfig, load_deployment
 from mcinterconnect.deploy.init import init_deployment
 from mcinterconnect.deploy.pki import (
@@ -32,8 +38,19 @@ from mcinterconnect.deploy.pki import (
 from mcinterconnect.deploy.probe import ProbeResult, probe, probe_request
 from mcinterconnect.deploy.runner import RunningSystem, start_system
 from mcinterconnect.mcinfo import MCPTT_INFO_TYPE, McpttInfo
+from mcinterconnect.protect.ear import (
+    EAR_HEADER,
+    RequestPayload,
+    RequestType,
+    Role,
+    encode_header_value,
+    new_payload,
+    sign_ear,
+)
 from mcinterconnect.services.client import McClient
-from mcinterconnect.sip.message import SipResponse
+from mcinterconnect.services.kms import read_kms
+from mcinterconnect.sip.message import SipRequest, SipResponse
+from mcinterconnect.sip.parser import SipParseError, StreamFramer, parse_message
 from mcinterconnect.tlsprofile import client_context
 
 
@@ -55,6 +72,9 @@ class DemoRun:
     audit: dict[str, list[dict[str, object]]] = field(default_factory=dict)
     deployment: DeploymentConfig | None = None
     seconds: float = 0.0
+    #: The explicit phase: its deployment and what its IS proxies sent across SIP-3.
+    explicit_deployment: DeploymentConfig | None = None
+    explicit_sip3_bytes: list[bytes] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -120,8 +140,218 @@ async def run_demo(directory: Path, *, timeout: float = 5.0) -> DemoRun:
         for system in systems:
             run.audit[system.config.system.name] = list(system.audit.recent)
             await system.close()
+    await _explicit_phase(run, directory / EXPLICIT_FOLDER, timeout)
     run.seconds = time.monotonic() - started
     return run
+
+
+#: Where the explicit phase writes its deployment, inside the demo's folder.
+EXPLICIT_FOLDER = "explicit"
+
+
+async def _explicit_phase(run: DemoRun, directory: Path, timeout: float) -> None:
+    """A and B with explicit authentication (EAR, TS 33.180 9.6): valid, forged, replayed, expired."""
+    init_deployment(directory, explicit=True)
+    deployment = load_deployment(directory)
+    run.explicit_deployment = deployment
+    system_a, system_b = deployment.systems
+    systems: list[RunningSystem] = []
+    clients: list[McClient] = []
+    b_sent: list[bytes] = []
+
+    def tap_b(data: bytes) -> None:
+        b_sent.append(data)
+        run.explicit_sip3_bytes.append(data)
+
+    try:
+        systems.append(
+            await start_system(
+                system_a, log=run.transport_events.append, wire_tap=run.explicit_sip3_bytes.append
+            )
+        )
+        systems.append(await start_system(system_b, log=run.transport_events.append, wire_tap=tap_b))
+        alice, bob = _client(ALICE, system_a, timeout), _client(BOB, system_b, timeout)
+        clients += [alice, bob]
+        for client in clients:
+            await client.start()
+            await client.register()
+        scenario = "explicit: MESSAGE alice@A -> bob@B with an EAR of MCX A"
+        run.rows.append(
+            await _delivery_row(scenario, alice, bob, "Evacuate sector 4", border=systems[1], timeout=timeout)
+        )
+        scenario = "explicit: MESSAGE bob@B -> alice@A with an EAR of MCX B"
+        run.rows.append(
+            await _delivery_row(scenario, bob, alice, "Sector 4 clear", border=systems[0], timeout=timeout)
+        )
+        await _ear_attacks(
+            run, directory, system_a, system_b, captured=_captured_ear(b_sent), timeout=timeout
+        )
+    finally:
+        for client in clients:
+            await client.close()
+        for system in systems:
+            run.audit[f"{system.config.system.name} (explicit)"] = list(system.audit.recent)
+            await system.close()
+
+
+ALICE = "sip:alice@a.mc.example"
+BOB = "sip:bob@b.mc.example"
+
+
+def _client(user: str, home: SystemConfig, timeout: float) -> McClient:
+    return McClient(
+        user,
+        home.sip_core.client_listen,
+        mcx_psi=home.mcx_server.psi,
+        listen_host=home.sip_core.client_listen.host,
+        timeout=timeout,
+    )
+
+
+async def _delivery_row(
+    scenario: str, sender: McClient, receiver: McClient, text: str, *, border: RunningSystem, timeout: float
+) -> Row:
+    """A MESSAGE that must be delivered after the receiving ``border`` admitted its EAR."""
+    mark = len(border.audit.recent)
+    response = await sender.send_message(receiver.user, text)
+    delivered = None
+    with contextlib.suppress(TimeoutError):
+        delivered = await asyncio.wait_for(receiver.inbox.get(), timeout)
+    admitted = [
+        str(line["ear"])
+        for line in list(border.audit.recent)[mark:]
+        if line.get("decision") == "allow" and line.get("direction") == "inbound" and line.get("ear")
+    ]
+    observed = _status(response)
+    if admitted:
+        observed += f"; EAR {admitted[0][:8]} verified"
+    if delivered is not None:
+        observed += f"; delivered {delivered.text!r} from {delivered.sender}"
+    ok = (
+        response.status == 200
+        and len(admitted) == 1
+        and delivered is not None
+        and delivered.sender == sender.user
+        and delivered.text == text
+    )
+    return Row(scenario, "200, EAR verified, delivered", observed, ok)
+
+
+def _captured_ear(sent: list[bytes]) -> str | None:
+    """The MC-EAR of the first request B's IS proxy sent across SIP-3 (what an eavesdropper
+    or a faulty partner could replay)."""
+    for data in sent:
+        framer = StreamFramer()
+        framer.feed(data)
+        raw = framer.next_message()
+        if raw is None:
+            continue
+        try:
+            message = parse_message(raw, stream=True)
+        except SipParseError:
+            continue
+        if isinstance(message, SipRequest) and message.headers.get(EAR_HEADER):
+            return message.headers.get(EAR_HEADER)
+    return None
+
+
+def _ear_of_b(
+    system_b: SystemConfig,
+    *,
+    target_id: str,
+    signer: str,
+    request: RequestPayload | None = None,
+) -> str:
+    """An EAR with B's MCX server as Source ID, signed with the key ``signer`` got from B's KMS
+    (provisioned offline here: the attacker stands in for a compromised identity of B)."""
+    assert system_b.kms is not None
+    kms = read_kms(system_b.kms)
+    payload = new_payload(
+        source_role=Role.MCX_SERVER,
+        source_id=system_b.mcx_server.psi,
+        target_role=Role.MCX_SERVER,
+        target_id=target_id,
+        request=request,
+    )
+    certificate = kms.certificate
+    number = certificate.key_period.number_at(ntp_seconds(payload.time))
+    [keys] = kms.provision(signer, [number])
+    signed = sign_ear(
+        payload,
+        ssk=keys.ssk,
+        pvt=keys.pvt,
+        kpak=certificate.pub_auth_key,
+        kms_uri=certificate.kms_uri,
+        key_period=certificate.key_period,
+    )
+    return encode_header_value(signed)
+
+
+async def _ear_attacks(
+    run: DemoRun,
+    directory: Path,
+    system_a: SystemConfig,
+    system_b: SystemConfig,
+    *,
+    captured: str | None,
+    timeout: float,
+) -> None:
+    """As B's IS proxy (its certificate), EARs that A's border must refuse."""
+    sip3 = system_a.is_proxy.sip3_listen
+    host = system_a.is_proxy.public_host
+    partner = client_context(
+        trust_anchors=[directory / "a" / "pki" / "ca.crt"],
+        cert_file=system_b.is_proxy.certificate,
+        key_file=system_b.is_proxy.private_key,
+    )
+    target = system_a.mcx_server.psi
+
+    def message(ear: str | None, info: McpttInfo) -> bytes:
+        return probe_request(
+            "MESSAGE",
+            target,
+            source=BOB,
+            target=ALICE,
+            via_host=f"{system_b.is_proxy.public_host}:{system_b.is_proxy.sip3_listen.port}",
+            headers=[("P-Asserted-Identity", f"<{system_b.is_proxy.uri}>")]
+            + ([(EAR_HEADER, ear)] if ear else []),
+            body=info.to_xml(),
+            content_type=MCPTT_INFO_TYPE,
+        ).to_bytes()
+
+    one_to_one = McpttInfo(request_uri=ALICE, calling_user_id=BOB)
+    forged = _ear_of_b(system_b, target_id=target, signer="sip:mallory@b.mc.example")
+    result = await probe(
+        sip3, message(forged, one_to_one), context=partner, server_hostname=host, timeout=timeout
+    )
+    run.rows.append(
+        _status_row(
+            "(e) explicit: forged EAR (key of another identity) -> A's SIP-3", result, 403, "ear-signature"
+        )
+    )
+    result = await probe(
+        sip3, message(captured, one_to_one), context=partner, server_hostname=host, timeout=timeout
+    )
+    run.rows.append(
+        _status_row(
+            "(e) explicit: replayed EAR captured from B's traffic -> A's SIP-3", result, 403, "ear-replay"
+        )
+    )
+    group = McpttInfo(request_uri=ALICE, calling_user_id=BOB, calling_group_id="sip:fire@b.mc.example")
+    expired = _ear_of_b(
+        system_b,
+        target_id=target,
+        signer=system_b.mcx_server.psi,
+        request=RequestPayload(RequestType.GROUP, expiry=int(time.time()) - 60),
+    )
+    result = await probe(
+        sip3, message(expired, group), context=partner, server_hostname=host, timeout=timeout
+    )
+    run.rows.append(
+        _status_row(
+            "(e) explicit: expired EAR (Request Expiry passed) -> A's SIP-3", result, 403, "ear-expired"
+        )
+    )
 
 
 async def _message_row(run: DemoRun, alice: McClient, bob: McClient, timeout: float) -> None:
@@ -288,19 +518,21 @@ def _refused_row(scenario: str, result: ProbeResult, server_events: list[dict[st
     return Row(scenario, "refused in the TLS handshake", observed, refused and bool(reasons))
 
 
+_WARNING_RULE = re.compile(r'^399 \S+ "(?P<code>\d{3}) [^"(]*\((?P<rule>[a-z0-9-]+): ')
+
+
 def _status_row(scenario: str, result: ProbeResult, status: int, reason: str) -> Row:
+    """A refusal the border must answer: the status, and the rule named in the Warning."""
     response = result.response
-    ok = (
-        response is not None
-        and response.status == status
-        and reason in (response.headers.get("Warning") or "")
-        and (response.headers.get("Warning") or "").startswith("399 ")
-    )
     observed = result.describe()
+    ok = False
     if response is not None:
         warning = response.headers.get("Warning") or ""
-        rule = warning.rpartition("(")[2].partition(":")[0] if "(" in warning else "no rule named"
-        observed = f"{response.status} {response.reason}; Warning {warning[:3]} rule {rule}"
+        match = _WARNING_RULE.match(warning)
+        rule = match.group("rule") if match else "no rule named"
+        code = f" {match.group('code')}" if match else ""
+        observed = f"{response.status} {response.reason}; Warning {warning[:3]}{code} rule {rule}"
+        ok = response.status == status and rule == reason
     return Row(scenario, f"{status} + Warning 399 ({reason})", observed, ok)
 
 

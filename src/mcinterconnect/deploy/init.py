@@ -6,8 +6,11 @@ certificate named by its public host (WA-IC-17) and the partner's CA as trust an
 has its own sealing key (ARCHITECTURE.md §4, sealed topology hiding).  Each system also gets a
 KMS (TS 33.180 Annex D): sealed secrets and their storage key, its KMS certificate, an HTTPS
 certificate, and the partner's KMS certificate imported as External — the manual
-cross-certification of WA-IC-19.  The files follow the models of ``deploy.config`` exactly, and
-the result is loaded once before returning.
+cross-certification of WA-IC-19.  The MCX server of each system gets a TLS client certificate
+whose subjectAltName URI is its PSI: with it, it fetches its ECCSI keys from its KMS to sign
+EARs.  Authentication across the border is implicit unless ``explicit`` (both directions
+explicit, TS 33.180 9.6).  The files follow the models of ``deploy.config`` exactly, and the
+result is loaded once before returning.
 
 Internal services of A listen on ``host_a`` and those of B on ``host_b`` (two distinct loopback
 addresses, so that a leak test can look for them in SIP-3 traffic); both SIP-3 listeners are on
@@ -81,8 +84,12 @@ def init_deployment(
     border_host: str = "127.0.0.1",
     ports: Mapping[str, int] | None = None,
     overwrite: bool = False,
+    explicit: bool = False,
 ) -> Path:
     """Write the deployment into ``directory`` and return the path of its ``deployment.toml``.
+
+    ``explicit``: both systems authenticate each other explicitly (EAR) in both directions;
+    otherwise implicitly.
 
     ``ports`` maps keys of ``PORT_KEYS`` (or ``KMS_PORT_KEYS``) to port numbers; every port not
     given is a free TCP port of its host, and all ports are distinct.  A non-empty ``directory``
@@ -137,6 +144,17 @@ def init_deployment(
         )
         for system in systems
     }
+    mcx_leaves = {
+        system.letter: issue_certificate(
+            *authorities[system.letter],
+            [],
+            uris=[system.psi],
+            common_name=f"MCX server {system.name}",
+            days=LEAF_DAYS,
+            server=False,
+        )
+        for system in systems
+    }
     kmss = {
         system.letter: Kms.create(system.kms_uri, issuer=f"MC system {system.name}", validity_days=KMS_DAYS)
         for system in systems
@@ -163,6 +181,9 @@ def init_deployment(
         kms_cert, kms_key = kms_leaves[system.letter]
         write_pem(folder / "pki" / "kms.crt", kms_cert)
         write_private_key(folder / "pki" / "kms.key", kms_key)
+        mcx_cert, mcx_key = mcx_leaves[system.letter]
+        write_pem(folder / "pki" / "mcx.crt", mcx_cert)
+        write_private_key(folder / "pki" / "mcx.key", mcx_key)
         write_storage_key(folder / "keys" / "kms-storage.key", storage_keys[system.letter])
         write_sealed_secrets(
             folder / "kms" / "secrets.sealed", kmss[system.letter].secrets, storage_keys[system.letter]
@@ -173,7 +194,9 @@ def init_deployment(
             folder / "partners" / f"{partner.letter}-kms.xml",
             kmss[partner.letter].certificate.as_role("External"),
         )
-        (folder / "system.toml").write_text(_system_toml(system, partner, addresses), encoding="utf-8")
+        (folder / "system.toml").write_text(
+            _system_toml(system, partner, addresses, explicit=explicit), encoding="utf-8"
+        )
 
     path = directory / "deployment.toml"
     try:
@@ -244,9 +267,13 @@ def _toml_string(value: str) -> str:
     return f'"{escaped}"'
 
 
-def _system_toml(system: _System, partner: _System, addresses: Mapping[str, str]) -> str:
+def _system_toml(
+    system: _System, partner: _System, addresses: Mapping[str, str], *, explicit: bool = False
+) -> str:
     def address(letter: str, key: str) -> str:
         return _toml_string(addresses[f"{letter}.{key}"])
+
+    mode = "explicit" if explicit else "implicit"
 
     me = system.letter
     q = _toml_string
@@ -275,6 +302,15 @@ server_listen = {address(me, "sip_core.server_listen")}
 listen = {address(me, "mcx_server.listen")}
 # Public service identity of the MCX server; partners address it (TS 24.379 6.8.2).
 psi = {q(system.psi)}
+# Check the EAR of requests from explicit partners again here, Target ID = psi exactly, without
+# the replay step the IS proxy already did (TS 33.180 9.6; docs/PROFILE.md). Default false.
+verify_ear = false
+# TLS client certificate (subjectAltName URI = psi) and key with which the MCX server fetches its
+# ECCSI keys from this system's KMS, to sign EARs toward explicit partners (TS 33.180 9.6, Annex D).
+certificate = "pki/mcx.crt"
+private_key = "pki/mcx.key"
+# CA(s) the KMS's HTTPS server certificate must chain to.
+kms_trust_anchors = ["pki/ca.crt"]
 
 [is_proxy]
 # Internal side: the SIP core sends requests for partner systems here (exit point, TS 24.379 6.8.2).
@@ -292,6 +328,12 @@ private_key = "pki/isproxy.key"
 sealing_keys = "keys/sealing.keys"
 # Entry point: own published PSIs mapped to their internal destination (WA-IC-07).
 routes = {{ {q(system.psi)} = {address(me, "mcx_server.listen")} }}
+# Where EAR IDs are remembered against replay (explicit inbound partners only; WA-SP-26 step 9):
+# "memory", "sqlite:PATH" (one node, kept across restarts) or "redis://host:port/db" (shared by
+# several IS proxy instances). Refusals fail closed when the store cannot answer.
+replay_store = "sqlite:replay.db"
+# Allowed difference in seconds between an EAR's Date and time and this clock (WA-SP-26 step 3).
+ear_skew = 30
 
 [kms]
 # The KMS of this system (TS 33.180 Annex D): HTTPS on host:port, mutual TLS; it provisions keys
@@ -328,8 +370,14 @@ is_proxy_address = {address(partner.letter, "is_proxy.sip3_listen")}
 # CA certificate(s) the partner's IS proxy certificate must chain to (mutual TLS, WA-IC-17).
 trust_anchors = [{q(f"partners/{partner.letter}-ca.crt")}]
 # "implicit": the TLS peer and the partner's external MC service IDs authenticate the request
-# (TS 33.180 11.1.1); "explicit" (EAR, TS 33.180 9.6) is not available in this version.
-authentication = "implicit"
+# (TS 33.180 11.1.1); "explicit": every initial request carries an EAR signed by the sending
+# server (TS 33.180 9.6), verified under the partner's kms_certificate. Per direction:
+# authentication = {{ inbound = "explicit", outbound = "implicit" }}
+authentication = "{mode}"
+# EAR Request types this partner may use (WA-SP-27): GROUP for group signalling, "none" for the
+# Request IE omitted (private calls, one-to-one short data); PRIVILEGED, INTERWORKING, MIGRATION
+# may be added; OFF_NETWORK never crosses systems.
+allowed_request_types = ["GROUP", "none"]
 # SIP methods allowed to and from this partner (WA-IC-08); default: all but REGISTER, which never crosses.
 # For example, to narrow it: allowed_methods = ["INVITE", "ACK", "BYE", "CANCEL", "MESSAGE"]
 # Partner PSIs by service, for the exit-point Request-URI rewrite (TS 24.379 6.8.2).
@@ -355,6 +403,7 @@ deployment.toml          names the two systems; load or run the deployment with 
 a/system.toml            system A: SIP core, MCX server, IS proxy and its agreement with partner B.
 a/pki/ca.crt, ca.key     A's own CA; ca.key only issues certificates (keep it offline in real use).
 a/pki/isproxy.crt, .key  certificate and key of A's IS proxy on SIP-3 (SAN isproxy.a.mc.example).
+a/pki/mcx.crt, .key      A's MCX server towards its KMS (SAN URI sip:mcptt-server@a.mc.example).
 a/keys/sealing.keys      AES-256-SIV keys of A's topology hiding; first line seals, all unseal.
 a/partners/b-ca.crt      B's CA certificate: the trust anchor A checks B's IS proxy against.
 b/...                    the same files for system B (partners/a-ca.crt is A's CA certificate).

@@ -4,24 +4,47 @@
 (any problem is a ``StartError`` with one line), opens the listeners and returns a handle to
 stop them.  ``mcic run`` starts every system of a deployment in one process; ``mcic demo``
 uses the same entry point.
+
+Explicit authentication (TS 33.180 9.6) adds, when some agreement asks for it:
+
+* inbound: the partners' KMS certificates are read, the IS proxy's ``ExplicitAuthentication`` is
+  built, and the EAR replay store (``is_proxy.replay_store``) is opened here and handed to the
+  IS proxy's node, which runs the replay step; ``RunningSystem.close`` closes it;
+* outbound: once the KMS runs, the MCX server fetches its ECCSI key sets over HTTPS with its own
+  client certificate (``mcx_server.certificate``) and keeps them fresh in a background task;
+  failing to get them stops the start (``StartError``);
+* a background task asks the IS proxy every ``RELEASE_INTERVAL`` seconds for the dialogs whose
+  EAR Request Expiry passed and sends their BYEs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcinterconnect.border.audit import AuditLog
+from mcinterconnect.border.explicit import AuthenticationByAgreement, ExplicitAuthentication
 from mcinterconnect.border.isproxy import INTERNAL_LISTENER, SIP3_LISTENER, IsProxy
+from mcinterconnect.border.policy import ImplicitAuthentication
 from mcinterconnect.border.sealing import Sealer, SealingKeyError
-from mcinterconnect.crypto.kms import KmsError
+from mcinterconnect.crypto.kms import KmsCertificate, KmsError
 from mcinterconnect.deploy.config import SystemConfig
 from mcinterconnect.identity import DomainMap
-from mcinterconnect.services.kms import KmsService, start_kms_service
-from mcinterconnect.services.mcx import McxServerLogic
+from mcinterconnect.protect.ear_check import EarPolicy
+from mcinterconnect.protect.replay import ReplayStore, ReplayStoreUnavailable, open_replay_store
+from mcinterconnect.services.kms import KmsService, read_certificate, start_kms_service
+from mcinterconnect.services.mcx import EarPartner, McxServerLogic
+from mcinterconnect.services.mcx_ear import (
+    EarReceiverCheck,
+    EarSigner,
+    KmsAccess,
+    fetch_signing_keys,
+    refresh_signing_keys,
+)
 from mcinterconnect.services.sipcore import CLIENT_FACE, SERVER_FACE, SipCoreLogic
 from mcinterconnect.sip.node import SipNode
 from mcinterconnect.sip.transport import LogSink, PeerInfo, TransportError
@@ -29,6 +52,8 @@ from mcinterconnect.tlsprofile import TlsConfigError, client_context, server_con
 
 #: Called with the plaintext of every message an IS proxy sends across SIP-3 (leak tests, demo).
 WireTap = Callable[[bytes], None]
+#: Seconds between two looks for dialogs whose EAR Request Expiry passed.
+RELEASE_INTERVAL = 0.25
 
 
 class StartError(RuntimeError):
@@ -48,6 +73,10 @@ class RunningSystem:
     nodes: list[SipNode] = field(default_factory=list)
     #: The KMS service (TS 33.180 Annex D), when the system has a ``[kms]`` section.
     kms: KmsService | None = None
+    #: The EAR replay store of the IS proxy, when a partner's inbound authentication is explicit.
+    replay_store: ReplayStore | None = None
+    #: Background tasks (Request Expiry release, EAR key refresh), cancelled by ``close``.
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def registrar(self) -> SipCoreLogic:
@@ -55,11 +84,26 @@ class RunningSystem:
         assert isinstance(core, SipCoreLogic)
         return core
 
+    @property
+    def mcx(self) -> McxServerLogic:
+        core = self.mcx_server.core
+        assert isinstance(core, McxServerLogic)
+        return core
+
     async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks.clear()
         if self.kms is not None:
             await self.kms.close()
         for node in self.nodes:
             await node.close()
+        if self.replay_store is not None:
+            await self.replay_store.close()
+            self.replay_store = None
         self.audit.close()
 
 
@@ -83,8 +127,31 @@ def _tls_contexts(config: SystemConfig) -> tuple[ssl.SSLContext, dict[str, ssl.S
     return server, clients
 
 
+def partner_kms_certificates(config: SystemConfig) -> dict[str, KmsCertificate]:
+    """The imported KMS certificate of every partner that has one (``StartError`` if unreadable)."""
+    certificates: dict[str, KmsCertificate] = {}
+    for index, agreement in enumerate(config.partner):
+        if agreement.kms_certificate is None:
+            continue
+        try:
+            certificates[agreement.name] = read_certificate(agreement.kms_certificate)
+        except KmsError as error:
+            raise StartError(f"{config.source}: partner[{index}].kms_certificate: {error}") from None
+    return certificates
+
+
 def build_border(config: SystemConfig, sealer: Sealer, audit: AuditLog) -> IsProxy:
     """The sans-IO IS proxy of a system (what ``start_system`` runs, and what the benchmarks time)."""
+    policy = EarPolicy(skew=config.is_proxy.ear_skew)
+    implicit = ImplicitAuthentication()
+    explicit = None
+    if any(agreement.explicit_inbound for agreement in config.partner):
+        explicit = ExplicitAuthentication(
+            own_domains=config.system.domains,
+            certificates=partner_kms_certificates(config),
+            policy=policy,
+            identities=implicit,
+        )
     return IsProxy(
         config.is_proxy,
         own_domains=config.system.domains,
@@ -92,7 +159,61 @@ def build_border(config: SystemConfig, sealer: Sealer, audit: AuditLog) -> IsPro
         internal_markers=config.internal_markers(),
         sealer=sealer,
         audit=audit,
+        authenticator=AuthenticationByAgreement(implicit=implicit, explicit=explicit),
+        ear_policy=policy,
     )
+
+
+def _open_replay_store(config: SystemConfig) -> ReplayStore | None:
+    """The EAR replay store, opened only when some partner's inbound authentication is explicit."""
+    if not any(agreement.explicit_inbound for agreement in config.partner):
+        return None
+    try:
+        return open_replay_store(config.is_proxy.replay_store, base=config.source.parent)
+    except (ValueError, ReplayStoreUnavailable) as error:
+        raise StartError(f"{config.source}: is_proxy.replay_store: {error}") from None
+
+
+def _ear_partners(config: SystemConfig) -> dict[str, EarPartner]:
+    certificates = partner_kms_certificates(config) if config.mcx_server.verify_ear else {}
+    return {
+        agreement.name: EarPartner(
+            name=agreement.name,
+            domains=tuple(agreement.domains),
+            psi=agreement.psis.get("mcptt"),
+            sign=agreement.explicit_outbound,
+            verify=agreement.explicit_inbound and config.mcx_server.verify_ear,
+            allowed_request_types=tuple(agreement.allowed_request_types),
+            certificate=certificates.get(agreement.name),
+        )
+        for agreement in config.partner
+        if agreement.explicit_inbound or agreement.explicit_outbound
+    }
+
+
+def _kms_access(config: SystemConfig) -> KmsAccess:
+    """How the MCX server reaches its own KMS (the configuration checked that all of it is there)."""
+    section = config.mcx_server
+    assert config.kms is not None and section.certificate is not None and section.private_key is not None
+    try:
+        context = client_context(
+            trust_anchors=list(section.kms_trust_anchors),
+            cert_file=section.certificate,
+            key_file=section.private_key,
+        )
+    except TlsConfigError as error:
+        raise StartError(f"{config.source}: mcx_server TLS: {error}") from None
+    listen = config.kms.listen
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    return KmsAccess(f"https://{host}:{listen.port}", context, config.kms.uri)
+
+
+async def _release_expired(border: IsProxy, node: SipNode) -> None:
+    """Forever: send the BYEs of dialogs whose EAR Request Expiry passed (J.2.4)."""
+    while True:
+        await asyncio.sleep(RELEASE_INTERVAL)
+        for action in border.release_expired():
+            await node.execute(action)
 
 
 async def start_system(
@@ -112,7 +233,15 @@ async def start_system(
     audit = AuditLog(audit_path or config.system.audit_log, system=name, component="is-proxy")
     domains = DomainMap(config.system.domains, {p.name: p.domains for p in config.partner})
     agent = config.domain
-    border = build_border(config, sealer, audit)
+    try:
+        border = build_border(config, sealer, audit)
+        ear_partners = _ear_partners(config)
+        signs = any(partner.sign for partner in ear_partners.values())
+        access = _kms_access(config) if signs else None
+        replay_store = _open_replay_store(config)
+    except StartError:
+        audit.close()
+        raise
     sip_core = SipNode(
         SipCoreLogic(
             domains=config.system.domains,
@@ -125,17 +254,23 @@ async def start_system(
         agent=agent,
         log=log,
     )
-    mcx_server = SipNode(
-        McxServerLogic(
-            domains=domains,
-            face=config.mcx_server.listen,
-            sip_core=config.sip_core.server_listen,
-            is_proxy=config.is_proxy.internal_listen,
-            agent=agent,
-        ),
+    mcx_logic = McxServerLogic(
+        domains=domains,
+        face=config.mcx_server.listen,
+        sip_core=config.sip_core.server_listen,
+        is_proxy=config.is_proxy.internal_listen,
         agent=agent,
+        ear_partners=ear_partners,
+        receiver_check=EarReceiverCheck(
+            own_psi=config.mcx_server.psi,
+            own_domains=tuple(config.system.domains),
+            policy=EarPolicy(skew=config.is_proxy.ear_skew),
+        )
+        if config.mcx_server.verify_ear
+        else None,
         log=log,
     )
+    mcx_server = SipNode(mcx_logic, agent=agent, log=log)
 
     def border_log(event: dict[str, object]) -> None:
         # TLS refusals on SIP-3 are border decisions too: they go to the audit log.
@@ -148,11 +283,22 @@ async def start_system(
             log(event)
 
     is_proxy = SipNode(
-        border, agent=config.is_proxy.public_host, log=border_log, client_contexts=client_tls.get
+        border,
+        agent=config.is_proxy.public_host,
+        log=border_log,
+        client_contexts=client_tls.get,
+        claim_store=replay_store,
     )
     is_proxy.wire_tap = wire_tap
     running = RunningSystem(
-        config, sip_core, mcx_server, is_proxy, border, audit, [is_proxy, mcx_server, sip_core]
+        config,
+        sip_core,
+        mcx_server,
+        is_proxy,
+        border,
+        audit,
+        [is_proxy, mcx_server, sip_core],
+        replay_store=replay_store,
     )
 
     def sip3_peer_check(peer: PeerInfo) -> str | None:
@@ -186,6 +332,18 @@ async def start_system(
             raise StartError(
                 f"{config.source}: kms.listen: cannot listen on {where}: {error.strerror}"
             ) from None
+    if access is not None:
+        try:
+            keys = await fetch_signing_keys(access, config.mcx_server.psi)
+        except KmsError as error:
+            await running.close()
+            raise StartError(
+                f"{config.source}: mcx_server: cannot fetch the EAR signing keys from the KMS: {error}"
+            ) from None
+        mcx_logic.signer = EarSigner(config.mcx_server.psi, keys)
+        running.tasks.append(asyncio.create_task(refresh_signing_keys(keys, access, log=log)))
+    if any(agreement.explicit_inbound for agreement in config.partner):
+        running.tasks.append(asyncio.create_task(_release_expired(border, is_proxy)))
     return running
 
 

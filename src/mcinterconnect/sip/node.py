@@ -5,17 +5,23 @@ only sends what it is told.  A TLS send picks its client context by the peer nam
 names (``server_hostname``).  When a send fails and the core gave a ``fallback``, the message
 goes there instead; otherwise the failure is logged and the message dropped (SIP retransmission
 or the sender's timeout recovers).
+
+A ``Forward`` with a ``Claim`` (the replay step of explicit authentication) is sent only after
+the node's claim store said its key is new; the store is the only asynchronous step the core
+cannot take itself.  Any failure of the store, or no store at all, takes the claim's
+fail-closed branch.
 """
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from mcinterconnect.sip.message import SipMessage, SipRequest, SipResponse
 from mcinterconnect.sip.parser import DEFAULT_LIMITS, ParserLimits
-from mcinterconnect.sip.proxy import Forward
+from mcinterconnect.sip.proxy import Claim, Forward
 from mcinterconnect.sip.transport import Address, LogSink, PeerCheck, PeerInfo, SipTransport, TransportError
 
 
@@ -27,7 +33,20 @@ class SipCore(Protocol):
     def on_response(self, response: SipResponse, peer: PeerInfo) -> list[Forward]: ...
 
 
+class ClaimStore(Protocol):
+    """Answers atomically whether a key is new (``protect.replay.ReplayStore`` fits).
+
+    Raises on unavailability; the node then fails closed."""
+
+    async def add_if_absent(self, key: bytes, ttl: float) -> bool: ...
+
+
 ClientContexts = Callable[[str], ssl.SSLContext | None]
+
+
+@dataclass(frozen=True)
+class _Instead:
+    message: Forward | None
 
 
 class SipNode:
@@ -41,8 +60,11 @@ class SipNode:
         log: LogSink | None = None,
         client_contexts: ClientContexts | None = None,
         limits: ParserLimits = DEFAULT_LIMITS,
+        claim_store: ClaimStore | None = None,
     ) -> None:
         self.core = core
+        #: Where ``Claim`` keys are recorded (the EAR replay store); owned by whoever opened it.
+        self.claim_store = claim_store
         self.transport = SipTransport(self._on_message, agent=agent, log=log, limits=limits)
         self._client_contexts = client_contexts
         self._log = log
@@ -73,7 +95,34 @@ class SipNode:
             await self.execute(action)
 
     async def execute(self, action: Forward) -> None:
-        """Send one action's message; use its fallback when the first choice is unreachable."""
+        """Send one action's message (after its claim, if any); use its fallback when the first
+        choice is unreachable."""
+        if action.claim is not None:
+            chosen = await self._settle(action.claim)
+            if chosen is None:
+                await self._deliver(action)
+            elif chosen.message is not None:
+                await self._deliver(chosen.message)
+            return
+        await self._deliver(action)
+
+    async def _settle(self, claim: Claim) -> _Instead | None:
+        """Run the claim: ``None`` to send the guarded forward, else what to send instead."""
+        if self.claim_store is None:
+            claim.on_unavailable("no replay store is configured on this node")
+            return _Instead(claim.if_unavailable)
+        try:
+            new = await self.claim_store.add_if_absent(claim.key, claim.ttl)
+        except Exception as error:  # any store failure: fail closed (ARCHITECTURE.md §4)
+            claim.on_unavailable(" ".join(str(error).split()) or type(error).__name__)
+            return _Instead(claim.if_unavailable)
+        if new:
+            claim.on_claimed()
+            return None
+        claim.on_seen()
+        return _Instead(claim.if_seen)
+
+    async def _deliver(self, action: Forward) -> None:
         destination = action.destination
         if action.fallback is not None and not self.transport.has_connection(
             destination, action.server_hostname

@@ -8,6 +8,7 @@ branch computation (§16.11), and response routing by the top Via (§18.2.2).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mcinterconnect.sip.message import SipMessage, SipRequest, SipResponse
@@ -19,18 +20,41 @@ DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A one-time key that must be new before a ``Forward`` may be sent (e.g. an EAR ID).
+
+    The sans-IO core prepares every outcome; the node, which holds the asynchronous claim store,
+    only picks one: ``add_if_absent(key, ttl)`` true → ``on_claimed()`` then the forward is sent;
+    false (seen before) → ``on_seen()`` and ``if_seen`` is sent instead; the store failed →
+    ``on_unavailable(reason)`` and ``if_unavailable`` is sent instead (fail closed).  ``None``
+    refusals send nothing (an ACK is never answered).  The callbacks write audit lines; they
+    must not raise.
+    """
+
+    key: bytes
+    ttl: float
+    on_claimed: Callable[[], None]
+    if_seen: Forward | None
+    on_seen: Callable[[], None]
+    if_unavailable: Forward | None
+    on_unavailable: Callable[[str], None]
+
+
+@dataclass(frozen=True)
 class Forward:
     """What a sans-IO core asks its transport to do: send ``message`` to ``destination``.
 
     For TLS, ``server_hostname`` is the name the peer's certificate must carry.  When no
     connection to ``destination`` is alive (a response whose request came on a connection that
-    is gone, e.g. to another instance), ``fallback`` is where the same peer listens.
+    is gone, e.g. to another instance), ``fallback`` is where the same peer listens.  With a
+    ``claim``, the node sends the message only once the claim's key proved new (``Claim``).
     """
 
     message: SipRequest | SipResponse
     destination: Address
     server_hostname: str | None = None
     fallback: Address | None = None
+    claim: Claim | None = None
 
 
 class RoutingError(ValueError):
