@@ -115,7 +115,7 @@ def test_generated_files(generated: Path) -> None:
         generated / "b" / "keys" / "sealing.keys"
     )
     readme = (generated / "README.txt").read_text().splitlines()
-    assert len(readme) == 11
+    assert len(readme) == 12
     assert "SIP-3 listeners on 127.0.0.1" in readme[-2]
 
 

@@ -1,5 +1,6 @@
 """``mcic demo``: A and B, a MESSAGE across SIP-3 and the attacker scenarios, then the explicit
-phase (EARs: valid both ways, forged, replayed, expired), every row as expected."""
+phase with SPK protection (EARs: valid both ways, forged, replayed, expired; SPK: protected on the
+wire and in clear at bob, tampered, unknown SPK-ID, unprotected), every row as expected."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ EXPECTED_SCENARIOS = (
     "(e) explicit: forged EAR (key of another identity) -> A's SIP-3",
     "(e) explicit: replayed EAR captured from B's traffic -> A's SIP-3",
     "(e) explicit: expired EAR (Request Expiry passed) -> A's SIP-3",
+    "SPK: that MESSAGE encrypted and signed on SIP-3, in clear at bob",
+    "(f) SPK: tampered body (a CipherValue byte flipped) -> A's SIP-3",
+    "(f) SPK: body protected under an unknown SPK-ID -> A's SIP-3",
+    "(f) SPK: unprotected MC body while the SPK is required -> A's SIP-3",
 )
 
 
@@ -57,12 +62,16 @@ def test_run_demo_passes_every_row_quickly(tmp_path: Path) -> None:
         "tls-handshake-failed",
     }
     assert [entry["decision"] for entry in run.audit["B"]].count("allow") >= 1
-    # The explicit phase: each border admitted one EAR, A refused exactly the three bad ones.
+    # The explicit phase: each border admitted one EAR, A refused exactly the three bad ones,
+    # then the three bad bodies (each before its EAR was looked at: one audit line each).
     explicit_a, explicit_b = run.audit["A (explicit)"], run.audit["B (explicit)"]
     assert [e["reason"] for e in explicit_a if e["decision"] == "refuse"] == [
         "ear-signature",
         "ear-replay",
         "ear-expired",
+        "spk-integrity",
+        "spk-unknown",
+        "spk-unprotected",
     ]
     for entries in (explicit_a, explicit_b):
         assert [
@@ -70,9 +79,16 @@ def test_run_demo_passes_every_row_quickly(tmp_path: Path) -> None:
             for e in entries
             if e.get("direction") == "inbound" and e["decision"] == "allow"
         ] == [True]
+    # Every MESSAGE admitted across the SPK link was protected: its allow lines name the SPK-ID.
+    for entries in (explicit_a, explicit_b):
+        admitted = [e for e in entries if e["decision"] == "allow" and e.get("method") == "MESSAGE"]
+        assert admitted and all(len(str(e.get("spk", ""))) == 8 for e in admitted)
+    assert not any(e.get("spk") for entries in (run.audit["A"], run.audit["B"]) for e in entries)
     assert run.explicit_deployment is not None
     assert all(
-        p.explicit_inbound and p.explicit_outbound for s in run.explicit_deployment.systems for p in s.partner
+        p.explicit_inbound and p.explicit_outbound and p.spk is not None and p.spk.required
+        for s in run.explicit_deployment.systems
+        for p in s.partner
     )
     assert any(b"\r\nMC-EAR: " in data for data in run.explicit_sip3_bytes)
     assert not any(b"\r\nMC-EAR: " in data for data in run.sip3_bytes)  # the implicit phase signs nothing

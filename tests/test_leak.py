@@ -4,7 +4,9 @@ Every byte the IS proxies send across SIP-3 is recorded (the plaintext inside TL
 tap) and searched for what topology hiding must remove (TS 33.180 11.1.1, WA-IC-12): internal
 addresses and ports of A and B, internal host names, the clients' Via sent-by, Contact URIs and
 Call-IDs, and the client software (User-Agent).  Once over the demo's traffic, once over traffic
-generated here by clients that put all of these into their messages.
+generated here by clients that put all of these into their messages.  With SPK protection on the
+link (TS 33.180 9.3), the MC identities the SPK hides (calling user, request URI, called party)
+must not cross in clear either, while the receiving client reads them in clear.
 """
 
 from __future__ import annotations
@@ -20,15 +22,20 @@ from mcinterconnect.deploy.config import DeploymentConfig, SystemConfig, load_de
 from mcinterconnect.deploy.demo import DemoRun, run_demo
 from mcinterconnect.deploy.init import init_deployment
 from mcinterconnect.deploy.runner import RunningSystem, start_system
+from mcinterconnect.mcinfo import MCPTT_INFO_TYPE, McpttInfo, find_mcptt_info
+from mcinterconnect.protect.xmlprotect import is_protected
 from mcinterconnect.services.client import McClient
-from mcinterconnect.sip.message import SipRequest, SipResponse, make_response
+from mcinterconnect.sip.message import SipMessage, SipRequest, SipResponse, make_response
 from mcinterconnect.sip.parser import StreamFramer, parse_message
 from mcinterconnect.sip.proxy import response_destination
-from mcinterconnect.sip.transport import TransportError
+from mcinterconnect.sip.transport import PeerInfo, TransportError
 from mcinterconnect.sip.uri import Via
 
 STEP = 5.0
 USER_AGENT = "mcic-client"
+ALICE = "sip:alice@a.mc.example"
+BOB = "sip:bob@b.mc.example"
+DISPATCH = "sip:dispatch-7@b.mc.example"
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,15 @@ def system_markers(config: SystemConfig) -> list[Marker]:
     for address in config.is_proxy.routes.values():
         markers.append(literal(f"{name} is_proxy.routes destination", f"{address.host}:{address.port}"))
     markers += [literal(f"{name} internal host name", host) for host in config.system.internal_hosts]
+    return markers
+
+
+def identity_markers(*identities: str) -> list[Marker]:
+    """MC service IDs in clear, with or without the scheme (neither ':' nor '@' is a base64 character,
+    so a match can never be a chance inside a CipherValue)."""
+    markers: list[Marker] = []
+    for identity in identities:
+        markers += [literal(f"identity {identity}", identity), literal(f"identity {identity}", identity[4:])]
     return markers
 
 
@@ -154,6 +170,9 @@ def test_demo_sip3_traffic_leaks_nothing_internal(tmp_path: Path) -> None:
     assert leaks(explicit, deployment_markers(run.explicit_deployment)) == []
     assert b"127.0.10." not in b"".join(explicit) and b"127.0.20." not in b"".join(explicit)
     assert_routing_names_only_border(parsed(explicit), run.explicit_deployment)
+    # ... and it runs with SPK protection: no user identity crosses in clear, in bodies or headers.
+    assert b"EncryptedData" in b"".join(explicit)
+    assert leaks(explicit, identity_markers(ALICE, BOB)) == []
 
 
 # ------------------------------------------------------------------ traffic generated here
@@ -291,3 +310,101 @@ def test_generated_traffic_leaks_no_client_or_internal_detail(tmp_path: Path) ->
     ok = [m for m in messages if isinstance(m, SipRequest) or m.status == 200]
     assert all(m.headers.get("Contact") for m in ok)
     assert not [m for m in messages if m.headers.get("Call-Info")]
+
+
+# ------------------------------------------------------------------ SPK protection on the link
+
+
+class RecordingClient(McClient):
+    """A client that keeps every request delivered to it, and can name a called party."""
+
+    def __init__(self, user: str, home: SystemConfig) -> None:
+        super().__init__(
+            user,
+            home.sip_core.client_listen,
+            mcx_psi=home.mcx_server.psi,
+            listen_host=home.sip_core.client_listen.host,
+            timeout=STEP,
+        )
+        self.delivered: list[SipRequest] = []
+
+    async def _on_message(self, message: SipMessage, peer: PeerInfo) -> None:
+        if isinstance(message, SipRequest) and message.method == "MESSAGE":
+            self.delivered.append(message.copy())
+        await super()._on_message(message, peer)
+
+    async def send_to_called_party(self, target: str, called_party: str, text: str) -> SipResponse:
+        """A MESSAGE whose mcptt-info also names a called party (24.379 F.1), the text beside it."""
+        request = self._request("MESSAGE", self.mcx_psi, target)
+        info = McpttInfo(request_uri=target, called_party_id=called_party).to_xml()
+        boundary = "leak-test-boundary"
+        request.headers.add("Content-Type", f"multipart/mixed;boundary={boundary}")
+        request.body = (
+            f"--{boundary}\r\nContent-Type: {MCPTT_INFO_TYPE}\r\n\r\n".encode()
+            + info
+            + f"\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n"
+            f"--{boundary}--\r\n".encode()
+        )
+        return await self._transact(request)
+
+
+def test_spk_link_carries_no_identity_in_clear(tmp_path: Path) -> None:
+    deployment = load_deployment(init_deployment(tmp_path / "deployment", spk=True))
+    a, b = deployment.systems
+    captured: list[bytes] = []
+
+    async def scenario() -> tuple[RecordingClient, RecordingClient]:
+        systems: list[RunningSystem] = []
+        clients: list[RecordingClient] = []
+        try:
+            async with asyncio.timeout(30):
+                for config in (a, b):
+                    systems.append(await start_system(config, wire_tap=captured.append))
+                alice, bob = RecordingClient(ALICE, a), RecordingClient(BOB, b)
+                clients += [alice, bob]
+                for client in clients:
+                    await client.start()
+                    assert (await client.register()).status == 200
+                response = await alice.send_to_called_party(BOB, DISPATCH, "Evacuate sector 4")
+                assert response.status == 200, response
+                async with asyncio.timeout(STEP):
+                    got = await bob.inbox.get()
+                assert (got.sender, got.target) == (ALICE, BOB)
+                response = await bob.send_message(ALICE, "Sector 4 clear")
+                assert response.status == 200, response
+                async with asyncio.timeout(STEP):
+                    got = await alice.inbox.get()
+                assert (got.sender, got.target) == (BOB, ALICE)
+                assert all(
+                    entry["decision"] == "allow" and entry.get("spk")
+                    for system in systems
+                    for entry in system.audit.recent
+                    if entry.get("direction") == "inbound"
+                )
+                return alice, bob
+        finally:
+            for client in clients:
+                await client.close()
+            for system in systems:
+                await system.close()
+
+    alice, bob = asyncio.run(scenario())
+    messages = parsed(captured)
+    requests = [m for m in messages if isinstance(m, SipRequest)]
+    assert [m.method for m in requests] == ["MESSAGE", "MESSAGE"]
+    assert all(is_protected(m) for m in requests)
+    everything = b"".join(captured)
+    assert everything.count(b'type="Encrypted"') == 5  # request URI, calling user, called party; then 2
+    assert leaks(captured, identity_markers(ALICE, BOB, DISPATCH)) == []
+    assert leaks(captured, deployment_markers(deployment)) == []
+    # What the clients themselves sent and what they were delivered has the identities in clear.
+    [at_bob] = bob.delivered
+    info = find_mcptt_info(at_bob)
+    assert info is not None
+    assert (info.request_uri, info.calling_user_id, info.called_party_id) == (BOB, ALICE, DISPATCH)
+    assert b"EncryptedData" not in at_bob.body and b"mcptt-signed+xml" not in at_bob.body
+    assert found([at_bob.to_bytes()], identity_markers(ALICE, BOB, DISPATCH)) == {
+        f"identity {identity}" for identity in (ALICE, BOB, DISPATCH)
+    }
+    [at_alice] = alice.delivered
+    assert find_mcptt_info(at_alice) == McpttInfo(request_uri=ALICE, calling_user_id=BOB)

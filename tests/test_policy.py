@@ -22,6 +22,7 @@ from mcinterconnect.border.policy import (
     NO_AGREEMENT,
     REGISTER_REFUSED,
     SERVICE_NOT_AUTHORIZED,
+    SOURCE_MALFORMED,
     SOURCE_MISSING,
     SOURCE_NOT_PARTNER,
     SOURCE_SPOOFED,
@@ -270,6 +271,37 @@ def test_calling_user_of_own_domain_in_partner_homed_group_call_is_allowed() -> 
     info = caller_info(f"sip:alice2@{OWN}", target=f"sip:alice@{OWN}", group=f"sip:grp1@{PARTNER_B}")
     decision = inbound(request("INVITE", info=info))
     assert_allowed(decision)
+
+
+def test_partner_group_exemption_holds_for_group_calls_only() -> None:
+    # A MESSAGE naming a B-homed calling group is still one partner user's request: a calling
+    # user of this system there is spoofed, and so is one of a third system.
+    group = f"sip:grp1@{PARTNER_B}"
+    local = f"sip:chief@{OWN}"
+    assert_refused(
+        inbound(request("MESSAGE", info=caller_info(local, group=group))),
+        CALLING_USER_SPOOFED,
+        f"calling user {local} claims this system's own domain",
+    )
+    third = f"sip:carl@{PARTNER_C}"
+    assert_refused(
+        inbound(request("MESSAGE", info=caller_info(third, group=group))),
+        CALLING_USER_NOT_PARTNER,
+        f"calling user {third} is not homed in B",
+    )
+
+
+@pytest.mark.parametrize(
+    "value", [f"<sip:{PARTNER_B}>", f'<sip:bob@{PARTNER_B};x="">', "<http://b.mc.example/bob>"]
+)
+def test_asserted_identity_that_is_not_an_mc_service_id_is_refused(value: str) -> None:
+    decision = inbound(request("MESSAGE", pai=[B_GATEWAY, value], info=caller_info()))
+    assert (decision.allowed, decision.reason, decision.status) == (False, SOURCE_MALFORMED, 403)
+    assert "is not an MC service ID" in decision.detail
+
+
+def test_tel_asserted_identity_beside_the_sip_one_is_skipped() -> None:
+    assert_allowed(inbound(request("MESSAGE", pai=[B_GATEWAY, "<tel:+15550100>"], info=caller_info())))
 
 
 @pytest.mark.parametrize("domain", [PARTNER_C, UNKNOWN], ids=["other-partner", "unknown-system"])

@@ -814,15 +814,22 @@ def test_tampered_route_contact_and_call_id_tokens() -> None:
         a.restore_request(bare, Side.EXTERNAL)
     assert refused.value.status == 404
 
-    # An altered Call-ID is not refused (a Call-ID may be anything) but it cannot be unsealed:
-    # it is sealed once more, so alice's side gets an unknown, opaque Call-ID, not a leak.
+    # The tokens are bound to the dialog's Call-ID on that side: with another Call-ID (an altered
+    # one, or a new "dialog" made up by the partner around a token it saw) nothing verifies.
     altered_cid = on_sip3.copy()
     altered_cid.headers.set("Call-ID", _flip(on_sip3.call_id))
-    a.restore_request(altered_cid, Side.EXTERNAL)
-    a.hide_request(altered_cid, Side.EXTERNAL)
-    assert altered_cid.call_id not in (CALL_ID_A, on_sip3.call_id, _flip(on_sip3.call_id))
-    assert a.sealer.unseal("cid:internal", altered_cid.call_id).decode() == _flip(on_sip3.call_id)
-    assert_hidden(altered_cid, "B")
+    with pytest.raises(TopologyError) as refused:
+        a.restore_request(altered_cid, Side.EXTERNAL)
+    assert refused.value.status == 403
+    made_up = on_sip3.copy()
+    made_up.method = "MESSAGE"
+    made_up.headers.set("CSeq", "1 MESSAGE")
+    made_up.headers.set("Call-ID", "brand-new-dialog")
+    made_up.headers.set("To", "<sip:alice@a.mc.example>;tag=made-up")
+    made_up.headers.remove("Route")
+    with pytest.raises(TopologyError) as refused:
+        a.restore_request(made_up, Side.EXTERNAL)
+    assert refused.value.status == 403
     untouched = on_sip3.copy()
     a.restore_request(untouched, Side.EXTERNAL)
     a.hide_request(untouched, Side.EXTERNAL)
@@ -847,11 +854,13 @@ def test_token_sealed_for_one_side_is_refused_on_the_other() -> None:
     replay.headers.add("Route", f"<sip:{A_INTERNAL.hostport()};transport=tcp;lr;th={th}>")
     with pytest.raises(TopologyError):
         a.restore_request(replay.copy(), Side.INTERNAL)
-    # The same tokens are good on the face they were sealed for.
+    # The same tokens are good on the face they were sealed for, in their own dialog (the
+    # Call-ID the partner sees).
     good = replay.copy()
+    good.headers.set("Call-ID", on_sip3.call_id)
     good.uri = f"sip:{A_EXTERNAL.hostport()};transport=tls;ct={ct}"
     good.headers.set("Route", f"<sip:{A_EXTERNAL.hostport()};transport=tls;lr;th={th}>")
-    assert a.restore_request(good, Side.EXTERNAL)
+    assert a.restore_request(good, Side.EXTERNAL) is not None
     assert good.uri == ALICE.contact_uri
     assert route_values(good) == [A_MCX.record_route(), A_CORE.record_route()]
 

@@ -5,9 +5,11 @@ the general 3GPP profile of TS 33.210 clause 6.2 instead (WA-IC-15):
 
 * TLS 1.2 (RFC 5246) and TLS 1.3 (RFC 8446) only; SSL, TLS 1.0 and TLS 1.1 are refused;
 * TLS 1.2 suites: ECDHE key exchange with AES-GCM only (WA-IC-16, ``TLS12_CIPHERS``);
-  TLS 1.3 suites and groups are OpenSSL's defaults, which are the RFC 8446 §9.1 set
-  (TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256; X25519,
-  secp256r1, secp384r1);
+  TLS 1.3 suites are OpenSSL's defaults, the RFC 8446 §9.1 set (TLS_AES_128_GCM_SHA256,
+  TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256); key-exchange groups are OpenSSL's
+  default list (X25519, secp256r1 and secp384r1 among others such as x448, secp521r1 and the
+  ffdhe groups): Python 3.11's ``ssl`` cannot restrict them (no ``set_groups``), so the profile
+  does not claim a narrower list;
 * no TLS compression (CRIME), no renegotiation;
 * certificates are X.509v3 chained to the trust anchors named by a partner agreement (WA-IC-17),
   verified strictly (RFC 5280 checks of OpenSSL's ``X509_V_FLAG_X509_STRICT``); mutual

@@ -5,8 +5,9 @@ the border: partner domains, the partner IS proxy's address and TLS identity (WA
 trust anchors, the authentication mode per direction (implicit or explicit, "subject to the
 policy of each MC system"), allowed methods (WA-IC-08), the EAR request types the partner may
 use (WA-SP-27), the partner's KMS certificate (explicit inbound authentication verifies EARs
-under its KPAK) and the partner PSIs used for the exit-point Request-URI rewrite (TS 24.379
-6.8.2).  The IS proxy's own knobs include the EAR replay store and the allowed clock skew.
+under its KPAK), the partner PSIs used for the exit-point Request-URI rewrite (TS 24.379
+6.8.2) and the SPK that protects the MC XML bodies on the link (TS 33.180 9.1, 9.3; absent: no
+SPK protection).  The IS proxy's own knobs include the EAR replay store and the allowed clock skew.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from mcinterconnect.configtypes import AddressField, ConfigModel, McIdField, domain_name, mc_id
+from mcinterconnect.protect.spk import DEFAULT_GRACE, MAX_GRACE
 from mcinterconnect.sip.transport import Address
 
 AuthenticationMode = Literal["implicit", "explicit"]
@@ -60,6 +62,27 @@ DEFAULT_REQUEST_TYPES = ("GROUP", "none")
 DEFAULT_REPLAY_STORE = "sqlite:replay.db"
 
 
+class SpkSettings(ConfigModel):
+    """SPK protection of the MC XML bodies exchanged with one partner (TS 33.180 9.1, 9.3; WA-SP-01)."""
+
+    #: The link's SPK file (``mcic spk new``), relative to the system file; mode 0600.
+    file: Path
+    #: Refuse a request from the partner whose MC XML bodies are not protected (spk-unprotected).
+    required: bool = True
+    #: P0 of the F.1.4 derivation (WA-SP-05); both sides must agree.  Absent: the one recorded in
+    #: the SPK file, the domain of the system that generated it.
+    kdf_identity: str | None = None
+    #: Seconds a rotated-out SPK stays accepted (``mcic spk rotate``'s default ``--grace``).
+    grace: float = Field(DEFAULT_GRACE, ge=0, le=MAX_GRACE)
+
+    @field_validator("kdf_identity")
+    @classmethod
+    def _identity(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(char.isspace() or ord(char) < 0x20 for char in value)):
+            raise ValueError("must be a non-empty string without whitespace (e.g. a domain name)")
+        return value
+
+
 def _authentication(value: object) -> object:
     if isinstance(value, str):
         return {"inbound": value, "outbound": value}
@@ -86,6 +109,8 @@ class PartnerAgreement(ConfigModel):
     kms_certificate: Path | None = None
     #: EAR Request types this partner may send (WA-SP-27), by name; "none" = Request IE omitted.
     allowed_request_types: list[str] = Field(default_factory=lambda: list(DEFAULT_REQUEST_TYPES))
+    #: SPK protection of MC XML bodies on this link (absent: none).
+    spk: SpkSettings | None = None
 
     @field_validator("domains")
     @classmethod
@@ -140,6 +165,11 @@ class PartnerAgreement(ConfigModel):
             raise ValueError(
                 "kms_certificate: missing key: explicit inbound authentication verifies the partner's "
                 "EARs under its KMS certificate (import it with mcic kms import-partner)"
+            )
+        if self.spk is not None and "mcptt" not in self.psis:
+            raise ValueError(
+                "psis: SPK protection needs the partner's mcptt PSI: it replaces the target's identity "
+                "in the Request-URI, which the SPK cannot protect"
             )
         return self
 

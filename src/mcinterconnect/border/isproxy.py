@@ -26,14 +26,22 @@ prepared ``ear-replay`` refusal, an unreachable store the ``ear-replay-store-una
 (fail closed).  An admitted INVITE whose EAR carries a Request Expiry is tracked
 (``expiry.py``) and its dialogs are released (BYE both ways) when it passes
 (``release_expired``, called by a periodic task of the asyncio layer).
+
+SPK protection (TS 33.180 9.3, ``spkprotection.py``): toward a partner whose agreement has an
+SPK, the exit point protects the MC XML bodies (encrypt, then sign) and masks From/To after its
+policy read the body in clear, just before topology hiding; from such a partner, the entry point
+verifies and decrypts before anything reads the body (the identity rules and the EAR request-type
+rule need plaintext), so internal servers get plaintext.  Responses are protected and checked the
+same way; one that fails is dropped with an audit line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +63,7 @@ from mcinterconnect.border.policy import (
     choose_partner,
 )
 from mcinterconnect.border.sealing import Sealer
+from mcinterconnect.border.spkprotection import DETAIL_WITHHELD, SpkProtection, is_spk_reason
 from mcinterconnect.border.topology import Face, Side, TopologyError, TopologyHider, TopologyLeakError
 from mcinterconnect.identity import DomainMap
 from mcinterconnect.mcinfo import McInfoError, McpttInfo, find_mcptt_info
@@ -68,6 +77,7 @@ from mcinterconnect.protect.ear_check import (
     EarVerdict,
     replay_ttl,
 )
+from mcinterconnect.protect.spk import SpkRing
 from mcinterconnect.sip.message import SipRequest, SipResponse, make_response, warning_value
 from mcinterconnect.sip.proxy import (
     Claim,
@@ -134,12 +144,14 @@ class IsProxy:
         external: Address | None = None,
         authenticator: InboundAuthenticator | None = None,
         ear_policy: EarPolicy | None = None,
+        spk_rings: Mapping[str, SpkRing] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``internal_markers``: every internal host, address and ``host:port`` that must not
         cross the border; ``internal``/``external``: the bound listen addresses when they differ
         from the configured ones (port 0); ``ear_policy``: the EAR knobs (default: the skew of
-        ``settings``); ``clock``: Unix seconds, for Request Expiry."""
+        ``settings``); ``spk_rings``: the SPK file of each partner whose agreement has an SPK;
+        ``clock``: Unix seconds, for Request Expiry and SPK grace periods."""
         self.settings = settings
         self.public_host = settings.public_host
         self.own_uri = settings.uri
@@ -151,6 +163,8 @@ class IsProxy:
         self.topology = TopologyHider(sealer, internal_face, external_face, internal_markers=internal_markers)
         self.ear_policy = ear_policy or EarPolicy(skew=settings.ear_skew)
         self.clock = clock
+        #: SPK protection of the MC bodies, per partner link (TS 33.180 9.3).
+        self.spk = SpkProtection(spk_rings, own_uri=self.own_uri, clock=clock)
         #: Dialogs to release at their Request Expiry: the only per-instance state (expiry.py).
         self.expiry = ExpiryTracker(internal_face, external_face)
         self.domains = DomainMap(own_domains, {p.name: p.domains for p in agreements})
@@ -271,6 +285,10 @@ class IsProxy:
         info = self._mcptt_info(request)
         if isinstance(info, Decision):
             return self._refuse_with(respond_to, arrival, info)
+        # Identities read in clear from our own servers above; now the SPK hides them (9.3).
+        refusal, spk_id = self.spk.protect(request, agreement)
+        if refusal is not None:
+            return self._refuse_with(respond_to, arrival, refusal)
         if not initial:
             self.expiry.observed(request, from_partner=False)
         # 24.379 6.8.2 step 3: the gateway's own URI as asserted identity, the partner's PSI as target.
@@ -286,7 +304,7 @@ class IsProxy:
             request.uri = agreement.psis["mcptt"]
         self.topology.hide_request(request, Side.INTERNAL, dialog_key)
         decrement_max_forwards(request, self.settings.max_forwards)
-        self._audit_allow(request, arrival, agreement.name, "outbound")
+        self._audit_allow(request, arrival, agreement.name, "outbound", **_spk_field(spk_id))
         return [Forward(request, agreement.is_proxy_address, agreement.is_proxy_host)]
 
     def _partner_of_outbound(self, request: SipRequest, initial: bool) -> PartnerAgreement | Decision:
@@ -316,6 +334,10 @@ class IsProxy:
             response = make_response(respond_to, 200, to_tag="isp")
             self._audit_allow(request, arrival, agreement.name, "inbound", local="options")
             return [self._answer(response, arrival)]
+        # Verify, then decrypt, before anything reads the body (TS 24.379 7.3.1A, WA-SP-13/14).
+        refusal, spk_ids = self.spk.unprotect(request, agreement)
+        if refusal is not None:
+            return self._refuse_with(respond_to, arrival, refusal)
         info = self._mcptt_info(request)
         if isinstance(info, Decision):
             return self._refuse_with(respond_to, arrival, info)
@@ -332,8 +354,6 @@ class IsProxy:
                 "too many INVITEs with a Request Expiry in progress on this instance",
                 503,
             )
-        if not initial:
-            self.expiry.observed(request, from_partner=True)
         dialog_key = self.topology.restore_request(request, Side.EXTERNAL)
         if initial or (request.method == "ACK" and dialog_key is None):
             destination = self.settings.routes.get(_aor(request.uri))
@@ -347,12 +367,18 @@ class IsProxy:
             )
         else:
             destination = next_hop(request, "tcp")
+            # Only a request proved to belong to a dialog of this border may end or advance its
+            # expiry tracking (a refused BYE must not cancel the release).
+            self.expiry.observed(request, from_partner=True)
         self.topology.hide_request(request, Side.EXTERNAL, dialog_key)
         decrement_max_forwards(request, self.settings.max_forwards)
         forward = Forward(request, destination)
+        extra = _spk_field(spk_ids)
         if ear is not None and ear.ear_id is not None:
-            return [self._claimed(forward, respond_to, arrival, agreement.name, ear, tracked=tracked)]
-        self._audit_allow(request, arrival, agreement.name, "inbound")
+            return [
+                self._claimed(forward, respond_to, arrival, agreement.name, ear, tracked=tracked, extra=extra)
+            ]
+        self._audit_allow(request, arrival, agreement.name, "inbound", **extra)
         return [forward]
 
     def _claimed(
@@ -364,6 +390,7 @@ class IsProxy:
         ear: EarVerdict,
         *,
         tracked: bool,
+        extra: Mapping[str, str],
     ) -> Forward:
         """The forward with its replay step (WA-SP-26 step 9): every outcome prepared here, the
         store asked by the node; the allow line is written only once the EAR ID proved new."""
@@ -373,7 +400,7 @@ class IsProxy:
         ear_name = str(uuid.UUID(bytes=ear.ear_id))
 
         def on_claimed() -> None:
-            self._audit_allow(request, arrival, partner, "inbound", ear=ear_name)
+            self._audit_allow(request, arrival, partner, "inbound", ear=ear_name, **extra)
             if tracked and ear.expiry is not None:
                 self.expiry.admitted(request, partner=partner, expiry=ear.expiry, now=self.clock())
 
@@ -443,10 +470,36 @@ class IsProxy:
             )
             return []
         if arrival.side is Side.INTERNAL:
+            agreement = self._partner_by_via(work)
+            if agreement is not None:
+                refusal, _ = self.spk.protect(work, agreement)
+                if refusal is not None:
+                    self._audit_response_drop(work, arrival, refusal, agreement.name)
+                    return []
             if len(self.expiry) and _answers_invite(work):
                 self.expiry.answered(inside_call_id, work)
             return [self._toward_partner(work, destination)]
+        partner = self.partners.get(arrival.partner or "")
+        if partner is not None:
+            refusal, _ = self.spk.unprotect(work, partner.agreement)
+            if refusal is not None:
+                self._audit_response_drop(work, arrival, refusal, partner.agreement.name)
+                return []
         return [Forward(work, destination)]
+
+    def _audit_response_drop(
+        self, response: SipResponse, arrival: Arrival, refusal: Decision, partner: str
+    ) -> None:
+        """A response whose SPK protection failed is not forwarded (nothing half protected crosses)."""
+        self.audit.record(
+            "drop",
+            refusal.reason,
+            side=arrival.side.value,
+            direction="outbound" if arrival.side is Side.INTERNAL else "inbound",
+            partner=partner,
+            status=response.status,
+            detail=refusal.detail,
+        )
 
     # ------------------------------------------------------ Request Expiry
     def release_expired(self, now: float | None = None) -> list[Forward]:
@@ -500,18 +553,24 @@ class IsProxy:
             status=response.status,
         )
 
-    def _toward_partner(self, message: SipResponse, destination: Address) -> Forward:
-        """A response for a partner goes back over the connection its request came on (received,
-        rport); when that connection is gone, to the partner IS proxy named by the Via sent-by."""
+    def _partner_by_via(self, message: SipResponse) -> PartnerAgreement | None:
+        """The partner whose IS proxy the top Via names (the one a response goes back to)."""
         try:
             sent_by = Via.parse(message.headers.get("Via") or "").host.lower()
         except SipSyntaxError:
-            return Forward(message, destination)
+            return None
         for partner in self.partners.values():
-            agreement = partner.agreement
-            if sent_by == agreement.is_proxy_host:
-                return Forward(message, destination, agreement.is_proxy_host, agreement.is_proxy_address)
-        return Forward(message, destination)
+            if sent_by == partner.agreement.is_proxy_host:
+                return partner.agreement
+        return None
+
+    def _toward_partner(self, message: SipResponse, destination: Address) -> Forward:
+        """A response for a partner goes back over the connection its request came on (received,
+        rport); when that connection is gone, to the partner IS proxy named by the Via sent-by."""
+        agreement = self._partner_by_via(message)
+        if agreement is None:
+            return Forward(message, destination)
+        return Forward(message, destination, agreement.is_proxy_host, agreement.is_proxy_address)
 
     # --------------------------------------------------------------- helpers
     def _refuse(
@@ -556,12 +615,23 @@ class IsProxy:
         """The response that refuses ``request`` (nothing for an ACK), without an audit line."""
         if request.method == "ACK":
             return []  # an ACK is never answered (RFC 3261 §17.2.1)
+        if (
+            arrival.side is Side.EXTERNAL
+            and self._spk_link(arrival.partner)
+            and not is_spk_reason(decision.reason)
+        ):
+            # The detail may quote identities the SPK hides (read after decryption); the audit has it.
+            decision = dataclasses.replace(decision, detail=DETAIL_WITHHELD)
         text = decision.warning_text(self.settings.warning_code)
         response = make_response(request, decision.status, warning=warning_value(self.public_host, text))
         try:
             return [self._answer(response, arrival)]
         except RoutingError:
             return []  # no usable Via: the refusal cannot be addressed
+
+    def _spk_link(self, partner: str | None) -> bool:
+        found = self.partners.get(partner or "")
+        return found is not None and found.agreement.spk is not None
 
     def _refuse_with(self, request: SipRequest, arrival: Arrival, decision: Decision) -> list[Forward]:
         return self._refuse(
@@ -591,6 +661,11 @@ class IsProxy:
             remote=f"{arrival.remote[0]}:{arrival.remote[1]}",
             **extra,
         )
+
+
+def _spk_field(spk_ids: str | None) -> dict[str, str]:
+    """The ``spk`` field of an allow line: the SPK-ID(s) that protected the message."""
+    return {"spk": spk_ids} if spk_ids else {}
 
 
 def _answers_invite(response: SipResponse) -> bool:

@@ -39,6 +39,7 @@ METHOD_NOT_ALLOWED = "method-not-allowed"
 SOURCE_MISSING = "source-missing"
 SOURCE_NOT_PARTNER = "source-not-partner"
 SOURCE_SPOOFED = "source-spoofed"
+SOURCE_MALFORMED = "source-malformed"
 CALLING_USER_MISSING = "calling-user-missing"
 CALLING_USER_NOT_PARTNER = "calling-user-not-partner"
 CALLING_USER_SPOOFED = "calling-user-spoofed"
@@ -99,13 +100,20 @@ class InboundAuthenticator(Protocol):
     ) -> Decision: ...
 
 
-def _identities(values: Sequence[str]) -> list[McServiceId]:
+def _identities(values: Sequence[str]) -> list[McServiceId] | str:
+    """The SIP identities asserted, or the value that cannot be read (refused: fail closed).
+
+    Only ``tel:`` values are skipped: they name no system (a tel URI may stand beside the SIP
+    URI, RFC 3325).  Any other value must be an MC service ID.
+    """
     found: list[McServiceId] = []
     for value in values:
+        if value.strip().lstrip("<").lower().startswith("tel:") or "<tel:" in value.lower():
+            continue
         try:
             found.append(McServiceId.parse(value))
         except IdentityError:
-            continue  # e.g. a tel: URI beside the SIP URI; only SIP identities name a system
+            return value
     return found
 
 
@@ -118,6 +126,10 @@ class ImplicitAuthentication:
         partner = agreement.name
         initial = is_initial(request)
         asserted = _identities(request.headers.get_all("P-Asserted-Identity"))
+        if isinstance(asserted, str):
+            return Decision.refuse(
+                SOURCE_MALFORMED, f"P-Asserted-Identity {asserted[:80]!r} is not an MC service ID", partner
+            )
         if initial and not asserted:
             return Decision.refuse(SOURCE_MISSING, "no P-Asserted-Identity names the source", partner)
         for identity in asserted:
@@ -147,7 +159,9 @@ def _check_body_identities(
             )
         return Decision.allow(partner)
     group_of_partner = False
-    if info.calling_group_id:
+    # The exemption for a calling user of another system holds only for a group call that the
+    # partner controls (interconnection.md §9.2): an INVITE naming a calling group of that partner.
+    if info.calling_group_id and request.method == "INVITE":
         group = _one(info.calling_group_id)
         group_of_partner = group is not None and domains.is_external_of(group, partner)
     if info.calling_user_id:

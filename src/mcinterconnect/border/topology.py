@@ -123,12 +123,17 @@ class TopologyHider:
         """
         face = self.faces[arrived_on]
         dialog_key: int | None = None
-        target = self._own_uri(request.uri, face)
+        # Tokens are bound to the dialog's Call-ID as seen on this side: one dialog's Contact or
+        # Record-Route token is worthless in another dialog.
+        call_id = request.call_id
+        target = self._own_uri(request.uri, face, call_id)
         if target is not None:
             token = target.param("ct")
             if token is None:
                 raise TopologyError("Request-URI names the IS proxy without a sealed target", 404)
-            uri, dialog_key = self._unseal_text(f"ct:{arrived_on.value}", token, "Request-URI target")
+            uri, dialog_key = self._unseal_text(
+                _bound("ct", arrived_on, call_id), token, "Request-URI target (for this dialog)"
+            )
             request.uri = uri
         routes = request.headers.get_all("Route")
         restored: list[str] = []
@@ -142,12 +147,14 @@ class TopologyHider:
                 break
             if token is not None and not (
                 face.matches(top.host, top.port, top.param("transport"))
-                or self.sealer.try_unseal(f"rr:{arrived_on.value}", token) is not None
+                or self.sealer.try_unseal(_bound("rr", arrived_on, call_id), token) is not None
             ):
                 break
             routes = routes[1:]
             if token is not None:
-                sealed, dialog_key = self._unseal_text(f"rr:{arrived_on.value}", token, "Route set")
+                sealed, dialog_key = self._unseal_text(
+                    _bound("rr", arrived_on, call_id), token, "Route set (for this dialog)"
+                )
                 restored = [value for value in sealed.split("\n") if value]
                 # Anything the sender placed after our entry is not part of the sealed route set.
                 routes = []
@@ -176,14 +183,18 @@ class TopologyHider:
         )
         record_routes = request.headers.remove("Record-Route")
         is_initial = _to_tag(request) is None
+        # The Call-ID first: the tokens below are bound to the Call-ID the other side will see.
+        self._transform_call_id(request, toward, dialog_key)
+        call_id = request.call_id
         # A NOTIFY may create the subscriber's dialog before the 2xx of the SUBSCRIBE arrives, and
         # who record-routed the SUBSCRIBE must record-route every NOTIFY (RFC 6665 §4.1.2.4, §4.3).
         if (is_initial and request.method in DIALOG_CREATING) or request.method == "NOTIFY":
             # The set as received, nearest hop first: the route towards the request's sender.
-            sealed = self.sealer.seal(f"rr:{toward.value}", "\n".join(record_routes).encode(), dialog_key)
+            sealed = self.sealer.seal(
+                _bound("rr", toward, call_id), "\n".join(record_routes).encode(), dialog_key
+            )
             request.headers.add("Record-Route", self._own_entry(face, "th", sealed))
         self._hide_contacts(request, toward, dialog_key)
-        self._transform_call_id(request, toward, dialog_key)
         if toward is Side.EXTERNAL:
             self.scrub(request)
 
@@ -209,25 +220,27 @@ class TopologyHider:
             raise TopologyError("top Via of the response is not this border's")
         stack, dialog_key = self._unseal_text(f"via:{arrived_on.value}", token, "Via stack")
         response.headers.replace_all("Via", [value for value in stack.split("\n") if value])
+        arrived_call_id = response.call_id
+        self._transform_call_id(response, toward, dialog_key)
+        call_id = response.call_id
         record_routes = response.headers.get_all("Record-Route")
         if record_routes:
             far_side: list[str] = []
             near_side: list[str] = []
             for value in record_routes:
-                own = self._own_route_token(value, arrived_on)
+                own = self._own_route_token(value, arrived_on, arrived_call_id)
                 if own is not None:
                     near_side = [item for item in own.split("\n") if item]
                     break
                 far_side.append(value)
             # Seen from the other side, the far side's set (nearest hop first) hides behind us.
             sealed_far = self.sealer.seal(
-                f"rr:{toward.value}", "\n".join(reversed(far_side)).encode(), dialog_key
+                _bound("rr", toward, call_id), "\n".join(reversed(far_side)).encode(), dialog_key
             )
             response.headers.replace_all(
                 "Record-Route", [self._own_entry(self.faces[toward], "th", sealed_far), *near_side]
             )
         self._hide_contacts(response, toward, dialog_key)
-        self._transform_call_id(response, toward, dialog_key)
         if toward is Side.EXTERNAL:
             self.scrub(response)
 
@@ -277,7 +290,7 @@ class TopologyHider:
                 address = NameAddr.parse(value)
             except SipSyntaxError as exc:
                 raise TopologyError(f"malformed Contact: {exc.reason}") from None
-            token = self.sealer.seal(f"ct:{toward.value}", address.uri.encode(), dialog_key)
+            token = self.sealer.seal(_bound("ct", toward, message.call_id), address.uri.encode(), dialog_key)
             address.uri = f"sip:{face.hostport()};transport={face.transport};ct={token}"
             address.display = None
             hidden.append(str(address))
@@ -297,7 +310,7 @@ class TopologyHider:
     def _own_entry(self, face: Face, param: str, token: str) -> str:
         return f"<sip:{face.hostport()};transport={face.transport};lr;{param}={token}>"
 
-    def _own_route_token(self, value: str, arrived_on: Side) -> str | None:
+    def _own_route_token(self, value: str, arrived_on: Side, call_id: str) -> str | None:
         """The route set sealed in one of our Record-Route entries (recognised by its token)."""
         try:
             uri = NameAddr.parse(value).sip_uri
@@ -306,10 +319,10 @@ class TopologyHider:
         token = get_param(uri.params, "th")
         if token is None:
             return None
-        plain = self.sealer.try_unseal(f"rr:{arrived_on.value}", token)
+        plain = self.sealer.try_unseal(_bound("rr", arrived_on, call_id), token)
         return None if plain is None else plain.decode("utf-8", "replace")
 
-    def _own_uri(self, uri: str, face: Face) -> SipUri | None:
+    def _own_uri(self, uri: str, face: Face, call_id: str) -> SipUri | None:
         """The Request-URI when it names this border: its face, or a ``ct`` token that verifies."""
         try:
             parsed = SipUri.parse(uri)
@@ -321,7 +334,7 @@ class TopologyHider:
             return parsed
         token = parsed.param("ct")
         if token is not None and any(
-            self.sealer.try_unseal(f"ct:{side.value}", token) is not None for side in Side
+            self.sealer.try_unseal(_bound("ct", side, call_id), token) is not None for side in Side
         ):
             return parsed
         return None
@@ -335,6 +348,12 @@ class TopologyHider:
             return plain.decode("utf-8"), key_id
         except UnicodeDecodeError:
             raise TopologyError(f"sealed {what} is not text", 403) from None
+
+
+def _bound(kind: str, side: Side, call_id: str) -> str:
+    """The associated data of a dialog token: its kind, the side it faces and the dialog's Call-ID
+    as seen on that side (so a token cannot be replayed in another role, side or dialog)."""
+    return f"{kind}:{side.value}:{call_id}"
 
 
 def _without_return_address(via_value: str) -> str:

@@ -25,6 +25,11 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="store_true",
         help="explicit authentication (signed EAR, TS 33.180 9.6) both ways; default implicit",
     )
+    init.add_argument(
+        "--spk",
+        action="store_true",
+        help="protect the MC XML bodies of the A<->B link with a shared SPK (TS 33.180 9.3)",
+    )
     init.set_defaults(handler=_init)
 
     run = commands.add_parser("run", help="run the systems of a deployment")
@@ -49,8 +54,12 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _init(args: argparse.Namespace) -> int:
-    path = init_deployment(args.directory, overwrite=args.force, explicit=args.explicit)
-    suffix = " (explicit authentication: EAR both ways)" if args.explicit else ""
+    path = init_deployment(args.directory, overwrite=args.force, explicit=args.explicit, spk=args.spk)
+    notes = [
+        *(["explicit authentication: EAR both ways"] if args.explicit else []),
+        *(["SPK protection of the A<->B link"] if args.spk else []),
+    ]
+    suffix = f" ({'; '.join(notes)})" if notes else ""
     print(f"deployment written: {path}{suffix}")
     return 0
 

@@ -8,7 +8,8 @@ Policy is data (ARCHITECTURE.md §4): one ``PartnerAgreement`` per partner syste
 TS 33.180 11.1.1 and the project's working assumptions need at the border (interconnection.md
 §10.1): partner domains, IS proxy peer and TLS identity, trust anchors, authentication mode per
 direction, allowed methods, the partner PSIs used for the exit-point Request-URI rewrite
-(TS 24.379 6.8.2), the EAR request types and the partner's KMS certificate.  Explicit
+(TS 24.379 6.8.2), the EAR request types, the partner's KMS certificate and the link's SPK
+(``spk = { file = ..., required = ... }``, TS 33.180 9.1).  Explicit
 outbound authentication (TS 33.180 9.6) needs the MCX server's KMS client identity
 (``mcx_server.certificate``) and this system's KMS, where the MCX server fetches its signing keys.
 """
@@ -243,6 +244,9 @@ def _resolve_paths(data: dict[str, Any], base: Path, path: Path) -> None:
     partners = data.get("partner")
     if isinstance(partners, list):
         for index, agreement in enumerate(partners):
+            spk = agreement.get("spk") if isinstance(agreement, dict) else None
+            if isinstance(spk, dict) and isinstance(spk.get("file"), str):
+                spk["file"] = _existing(base / spk["file"], path, f"partner[{index}].spk.file")
             if isinstance(agreement, dict) and isinstance(agreement.get("kms_certificate"), str):
                 agreement["kms_certificate"] = _existing(
                     base / agreement["kms_certificate"], path, f"partner[{index}].kms_certificate"

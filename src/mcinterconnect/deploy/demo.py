@@ -4,13 +4,16 @@ The demo writes a fresh two-system deployment (``init_deployment``) into a tempo
 starts systems A and B in one process on free loopback ports, registers alice@A and bob@B,
 sends a MESSAGE alice → bob and checks its delivery, then plays the attacker against A's SIP-3
 listener (TS 33.180 11.1.1: the border refuses direct client connections and authenticates the
-partner).  A second phase runs the A↔B link with explicit authentication (a second deployment,
-``init --explicit``, in the ``explicit/`` subfolder): MESSAGEs both ways carry an EAR signed by
-the sending MCX server and are delivered; then, as B's IS proxy, the attacker sends a forged
-EAR (signed with the key of another identity), a replayed EAR (captured from B's traffic) and
-an expired EAR, each refused by A's border (TS 33.180 9.6).  It prints a table (scenario,
-expected, observed) and succeeds only if every row matches.  Every byte the IS proxies send
-across SIP-3 is recorded (``DemoRun.sip3_bytes``, ``explicit_sip3_bytes``) for the leak test.
+partner).  A second phase runs the A↔B link with explicit authentication and SPK protection (a
+second deployment, ``init --explicit --spk``, in the ``explicit/`` subfolder): MESSAGEs both ways
+carry an EAR signed by the sending MCX server, cross SIP-3 with their identities encrypted and
+their MC body signed under the link's SPK (TS 33.180 9.3), and are delivered in clear; then, as
+B's IS proxy (its TLS certificate and its copy of the SPK), the attacker sends a forged EAR
+(signed with the key of another identity), a replayed EAR (captured from B's traffic) and an
+expired EAR, each refused by A's border (TS 33.180 9.6), and a tampered protected body, a body
+protected under an unknown SPK-ID and an unprotected body, each refused too.  It prints a table
+(scenario, expected, observed) and succeeds only if every row matches.  Every byte the IS proxies
+send across SIP-3 is recorded (``DemoRun.sip3_bytes``, ``explicit_sip3_bytes``) for the leak test.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ from mcinterconnect.protect.ear import (
     new_payload,
     sign_ear,
 )
-from mcinterconnect.services.client import McClient
+from mcinterconnect.protect.spk import SpkRing
+from mcinterconnect.protect.xmlprotect import is_protected, protect_message
+from mcinterconnect.services.client import McClient, ReceivedMessage
 from mcinterconnect.services.kms import read_kms
 from mcinterconnect.sip.message import SipRequest, SipResponse
 from mcinterconnect.sip.parser import SipParseError, StreamFramer, parse_message
@@ -72,7 +77,7 @@ class DemoRun:
     audit: dict[str, list[dict[str, object]]] = field(default_factory=dict)
     deployment: DeploymentConfig | None = None
     seconds: float = 0.0
-    #: The explicit phase: its deployment and what its IS proxies sent across SIP-3.
+    #: The explicit phase (EAR and SPK): its deployment and what its IS proxies sent across SIP-3.
     explicit_deployment: DeploymentConfig | None = None
     explicit_sip3_bytes: list[bytes] = field(default_factory=list)
 
@@ -150,25 +155,27 @@ EXPLICIT_FOLDER = "explicit"
 
 
 async def _explicit_phase(run: DemoRun, directory: Path, timeout: float) -> None:
-    """A and B with explicit authentication (EAR, TS 33.180 9.6): valid, forged, replayed, expired."""
-    init_deployment(directory, explicit=True)
+    """A and B with explicit authentication (EAR, TS 33.180 9.6) and SPK protection (9.3): valid
+    both ways; forged, replayed, expired EARs; tampered, unknown-SPK and unprotected bodies."""
+    init_deployment(directory, explicit=True, spk=True)
     deployment = load_deployment(directory)
     run.explicit_deployment = deployment
     system_a, system_b = deployment.systems
     systems: list[RunningSystem] = []
     clients: list[McClient] = []
+    a_sent: list[bytes] = []
     b_sent: list[bytes] = []
+
+    def tap_a(data: bytes) -> None:
+        a_sent.append(data)
+        run.explicit_sip3_bytes.append(data)
 
     def tap_b(data: bytes) -> None:
         b_sent.append(data)
         run.explicit_sip3_bytes.append(data)
 
     try:
-        systems.append(
-            await start_system(
-                system_a, log=run.transport_events.append, wire_tap=run.explicit_sip3_bytes.append
-            )
-        )
+        systems.append(await start_system(system_a, log=run.transport_events.append, wire_tap=tap_a))
         systems.append(await start_system(system_b, log=run.transport_events.append, wire_tap=tap_b))
         alice, bob = _client(ALICE, system_a, timeout), _client(BOB, system_b, timeout)
         clients += [alice, bob]
@@ -176,13 +183,17 @@ async def _explicit_phase(run: DemoRun, directory: Path, timeout: float) -> None
             await client.start()
             await client.register()
         scenario = "explicit: MESSAGE alice@A -> bob@B with an EAR of MCX A"
-        run.rows.append(
-            await _delivery_row(scenario, alice, bob, "Evacuate sector 4", border=systems[1], timeout=timeout)
+        mark = len(a_sent)
+        row, delivered = await _delivery_row(
+            scenario, alice, bob, "Evacuate sector 4", border=systems[1], timeout=timeout
         )
+        run.rows.append(row)
+        run.rows.append(_spk_row(a_sent[mark:], delivered, border=systems[1]))
         scenario = "explicit: MESSAGE bob@B -> alice@A with an EAR of MCX B"
-        run.rows.append(
-            await _delivery_row(scenario, bob, alice, "Sector 4 clear", border=systems[0], timeout=timeout)
+        row, _ = await _delivery_row(
+            scenario, bob, alice, "Sector 4 clear", border=systems[0], timeout=timeout
         )
+        run.rows.append(row)
         await _ear_attacks(
             run, directory, system_a, system_b, captured=_captured_ear(b_sent), timeout=timeout
         )
@@ -210,7 +221,7 @@ def _client(user: str, home: SystemConfig, timeout: float) -> McClient:
 
 async def _delivery_row(
     scenario: str, sender: McClient, receiver: McClient, text: str, *, border: RunningSystem, timeout: float
-) -> Row:
+) -> tuple[Row, ReceivedMessage | None]:
     """A MESSAGE that must be delivered after the receiving ``border`` admitted its EAR."""
     mark = len(border.audit.recent)
     response = await sender.send_message(receiver.user, text)
@@ -234,12 +245,44 @@ async def _delivery_row(
         and delivered.sender == sender.user
         and delivered.text == text
     )
-    return Row(scenario, "200, EAR verified, delivered", observed, ok)
+    return Row(scenario, "200, EAR verified, delivered", observed, ok), delivered
 
 
-def _captured_ear(sent: list[bytes]) -> str | None:
-    """The MC-EAR of the first request B's IS proxy sent across SIP-3 (what an eavesdropper
-    or a faulty partner could replay)."""
+def _spk_row(sent: list[bytes], delivered: ReceivedMessage | None, *, border: RunningSystem) -> Row:
+    """The MESSAGE A's border sent across SIP-3 is protected and names nobody in clear; B's border
+    verified and decrypted it, and bob read the identities in clear."""
+    identities = (ALICE.encode(), BOB.encode())
+    requests = [message for message in _messages(sent) if isinstance(message, SipRequest)]
+    wire = requests[0] if requests else None
+    protected = wire is not None and is_protected(wire) and b"EncryptedData" in wire.body
+    hidden = wire is not None and not any(identity in wire.to_bytes().lower() for identity in identities)
+    verified = [
+        str(line["spk"])
+        for line in list(border.audit.recent)
+        if line.get("decision") == "allow" and line.get("direction") == "inbound" and line.get("spk")
+    ]
+    observed = []
+    if wire is not None:
+        encrypted = wire.body.count(b'type="Encrypted"')
+        observed.append(f"{encrypted} IDs encrypted + signed" if protected else "in clear on SIP-3")
+        observed.append("none in clear" if hidden else "an ID in clear")
+    if verified:
+        observed.append(f"SPK {verified[0]} verified")
+    if delivered is not None and delivered.sender:
+        observed.append(f"bob: {delivered.sender.removeprefix('sip:')}")
+    ok = (
+        protected
+        and hidden
+        and bool(verified)
+        and delivered is not None
+        and (delivered.sender, delivered.target) == (ALICE, BOB)
+    )
+    scenario = "SPK: that MESSAGE encrypted and signed on SIP-3, in clear at bob"
+    return Row(scenario, "protected on SIP-3, verified, identities in clear at bob", "; ".join(observed), ok)
+
+
+def _messages(sent: list[bytes]) -> list[SipRequest | SipResponse]:
+    messages: list[SipRequest | SipResponse] = []
     for data in sent:
         framer = StreamFramer()
         framer.feed(data)
@@ -250,6 +293,15 @@ def _captured_ear(sent: list[bytes]) -> str | None:
             message = parse_message(raw, stream=True)
         except SipParseError:
             continue
+        if isinstance(message, SipRequest | SipResponse):
+            messages.append(message)
+    return messages
+
+
+def _captured_ear(sent: list[bytes]) -> str | None:
+    """The MC-EAR of the first request B's IS proxy sent across SIP-3 (what an eavesdropper
+    or a faulty partner could replay)."""
+    for message in _messages(sent):
         if isinstance(message, SipRequest) and message.headers.get(EAR_HEADER):
             return message.headers.get(EAR_HEADER)
     return None
@@ -296,7 +348,9 @@ async def _ear_attacks(
     captured: str | None,
     timeout: float,
 ) -> None:
-    """As B's IS proxy (its certificate), EARs that A's border must refuse."""
+    """As B's IS proxy (its certificate and its copy of the link's SPK), EARs and protected bodies
+    that A's border must refuse; each request looks as B's border sends it (From/To masked, the MC
+    body protected under the SPK)."""
     sip3 = system_a.is_proxy.sip3_listen
     host = system_a.is_proxy.public_host
     partner = client_context(
@@ -305,19 +359,28 @@ async def _ear_attacks(
         key_file=system_b.is_proxy.private_key,
     )
     target = system_a.mcx_server.psi
+    spk = system_b.agreement(system_a.system.name).spk
+    assert spk is not None
+    link = SpkRing.load(spk.file, kdf_identity=spk.kdf_identity)
 
-    def message(ear: str | None, info: McpttInfo) -> bytes:
+    def request(ear: str | None, info: McpttInfo) -> SipRequest:
         return probe_request(
             "MESSAGE",
             target,
-            source=BOB,
-            target=ALICE,
+            source=system_b.is_proxy.uri,
+            target=target,
             via_host=f"{system_b.is_proxy.public_host}:{system_b.is_proxy.sip3_listen.port}",
             headers=[("P-Asserted-Identity", f"<{system_b.is_proxy.uri}>")]
             + ([(EAR_HEADER, ear)] if ear else []),
             body=info.to_xml(),
             content_type=MCPTT_INFO_TYPE,
-        ).to_bytes()
+        )
+
+    def message(ear: str | None, info: McpttInfo, ring: SpkRing | None = link) -> bytes:
+        sent = request(ear, info)
+        if ring is not None:
+            protect_message(sent, ring.current_keys())
+        return sent.to_bytes()
 
     one_to_one = McpttInfo(request_uri=ALICE, calling_user_id=BOB)
     forged = _ear_of_b(system_b, target_id=target, signer="sip:mallory@b.mc.example")
@@ -352,6 +415,44 @@ async def _ear_attacks(
             "(e) explicit: expired EAR (Request Expiry passed) -> A's SIP-3", result, 403, "ear-expired"
         )
     )
+    # SPK (TS 33.180 9.3): each refused before its EAR is even looked at (verify, then decrypt).
+    valid = _ear_of_b(system_b, target_id=target, signer=system_b.mcx_server.psi)
+    result = await probe(
+        sip3, _tampered(message(valid, one_to_one)), context=partner, server_hostname=host, timeout=timeout
+    )
+    run.rows.append(
+        _status_row(
+            "(f) SPK: tampered body (a CipherValue byte flipped) -> A's SIP-3", result, 403, "spk-integrity"
+        )
+    )
+    stranger = SpkRing.generate(kdf_identity=link.kdf_identity)
+    result = await probe(
+        sip3, message(valid, one_to_one, stranger), context=partner, server_hostname=host, timeout=timeout
+    )
+    run.rows.append(
+        _status_row(
+            "(f) SPK: body protected under an unknown SPK-ID -> A's SIP-3", result, 403, "spk-unknown"
+        )
+    )
+    result = await probe(
+        sip3, message(valid, one_to_one, None), context=partner, server_hostname=host, timeout=timeout
+    )
+    run.rows.append(
+        _status_row(
+            "(f) SPK: unprotected MC body while the SPK is required -> A's SIP-3",
+            result,
+            403,
+            "spk-unprotected",
+        )
+    )
+
+
+def _tampered(data: bytes) -> bytes:
+    """``data`` with one character of the first CipherValue changed (one byte of IV, ciphertext or
+    tag): what an element on the path would do to the protected body."""
+    start = data.index(b"<xenc:CipherValue>") + len(b"<xenc:CipherValue>") + 20
+    flipped = b"B" if data[start : start + 1] != b"B" else b"C"
+    return data[:start] + flipped + data[start + 1 :]
 
 
 async def _message_row(run: DemoRun, alice: McClient, bob: McClient, timeout: float) -> None:

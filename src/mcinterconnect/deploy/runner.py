@@ -15,6 +15,11 @@ Explicit authentication (TS 33.180 9.6) adds, when some agreement asks for it:
   failing to get them stops the start (``StartError``);
 * a background task asks the IS proxy every ``RELEASE_INTERVAL`` seconds for the dialogs whose
   EAR Request Expiry passed and sends their BYEs.
+
+SPK protection (TS 33.180 9.3): the SPK file of every agreement with an ``spk`` is read at start
+(a missing or bad file stops the start) and watched: every ``SPK_RELOAD_INTERVAL`` seconds a
+changed file (``mcic spk rotate``) is read again and used from then on; a file that no longer
+reads keeps the previous ring in use and logs ``spk-reload-failed``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from mcinterconnect.deploy.config import SystemConfig
 from mcinterconnect.identity import DomainMap
 from mcinterconnect.protect.ear_check import EarPolicy
 from mcinterconnect.protect.replay import ReplayStore, ReplayStoreUnavailable, open_replay_store
+from mcinterconnect.protect.spk import SpkError, SpkRing
 from mcinterconnect.services.kms import KmsService, read_certificate, start_kms_service
 from mcinterconnect.services.mcx import EarPartner, McxServerLogic
 from mcinterconnect.services.mcx_ear import (
@@ -54,6 +60,8 @@ from mcinterconnect.tlsprofile import TlsConfigError, client_context, server_con
 WireTap = Callable[[bytes], None]
 #: Seconds between two looks for dialogs whose EAR Request Expiry passed.
 RELEASE_INTERVAL = 0.25
+#: Seconds between two looks at the SPK files for a rotation.
+SPK_RELOAD_INTERVAL = 0.5
 
 
 class StartError(RuntimeError):
@@ -140,6 +148,19 @@ def partner_kms_certificates(config: SystemConfig) -> dict[str, KmsCertificate]:
     return certificates
 
 
+def load_spk_rings(config: SystemConfig) -> dict[str, SpkRing]:
+    """The SPK ring of every partner whose agreement has an ``spk`` (``StartError`` if unreadable)."""
+    rings: dict[str, SpkRing] = {}
+    for index, agreement in enumerate(config.partner):
+        if agreement.spk is None:
+            continue
+        try:
+            rings[agreement.name] = SpkRing.load(agreement.spk.file, kdf_identity=agreement.spk.kdf_identity)
+        except SpkError as error:
+            raise StartError(f"{config.source}: partner[{index}].spk: {error}") from None
+    return rings
+
+
 def build_border(config: SystemConfig, sealer: Sealer, audit: AuditLog) -> IsProxy:
     """The sans-IO IS proxy of a system (what ``start_system`` runs, and what the benchmarks time)."""
     policy = EarPolicy(skew=config.is_proxy.ear_skew)
@@ -161,6 +182,7 @@ def build_border(config: SystemConfig, sealer: Sealer, audit: AuditLog) -> IsPro
         audit=audit,
         authenticator=AuthenticationByAgreement(implicit=implicit, explicit=explicit),
         ear_policy=policy,
+        spk_rings=load_spk_rings(config),
     )
 
 
@@ -216,6 +238,53 @@ async def _release_expired(border: IsProxy, node: SipNode) -> None:
             await node.execute(action)
 
 
+def _file_version(path: Path) -> tuple[int, int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns, status.st_size
+
+
+def _spk_versions(config: SystemConfig) -> dict[str, tuple[int, int, int] | None]:
+    """The version of each SPK file, taken before the rings are loaded (a change after it is seen)."""
+    return {
+        agreement.name: _file_version(agreement.spk.file) for agreement in config.partner if agreement.spk
+    }
+
+
+async def _reload_spk_rings(
+    config: SystemConfig, border: IsProxy, log: LogSink | None, seen: dict[str, tuple[int, int, int] | None]
+) -> None:
+    """Forever: use a rotated SPK file (``mcic spk rotate`` replaces it atomically) once it changed."""
+    agreements = [agreement for agreement in config.partner if agreement.spk is not None]
+    while True:
+        await asyncio.sleep(SPK_RELOAD_INTERVAL)
+        for agreement in agreements:
+            settings = agreement.spk
+            assert settings is not None
+            version = _file_version(settings.file)
+            if version == seen.get(agreement.name):
+                continue
+            seen[agreement.name] = version
+            try:
+                ring = SpkRing.load(settings.file, kdf_identity=settings.kdf_identity)
+            except SpkError as error:
+                if log is not None:
+                    log(
+                        {
+                            "event": "spk-reload-failed",
+                            "partner": agreement.name,
+                            "reason": error.reason,
+                            "detail": str(error),
+                        }
+                    )
+                continue
+            border.spk.replace(agreement.name, ring)
+            if log is not None:
+                log({"event": "spk-reloaded", "partner": agreement.name, "current": ring.current.name})
+
+
 async def start_system(
     config: SystemConfig,
     *,
@@ -233,6 +302,7 @@ async def start_system(
     audit = AuditLog(audit_path or config.system.audit_log, system=name, component="is-proxy")
     domains = DomainMap(config.system.domains, {p.name: p.domains for p in config.partner})
     agent = config.domain
+    spk_versions = _spk_versions(config)
     try:
         border = build_border(config, sealer, audit)
         ear_partners = _ear_partners(config)
@@ -249,6 +319,7 @@ async def start_system(
             server_face=config.sip_core.server_listen,
             mcx_server=config.mcx_server.listen,
             agent=agent,
+            trusted_next_hops=[config.is_proxy.internal_listen],
             max_expires=config.sip_core.registration_max_expires,
         ),
         agent=agent,
@@ -344,6 +415,8 @@ async def start_system(
         running.tasks.append(asyncio.create_task(refresh_signing_keys(keys, access, log=log)))
     if any(agreement.explicit_inbound for agreement in config.partner):
         running.tasks.append(asyncio.create_task(_release_expired(border, is_proxy)))
+    if any(agreement.spk is not None for agreement in config.partner):
+        running.tasks.append(asyncio.create_task(_reload_spk_rings(config, border, log, spk_versions)))
     return running
 
 

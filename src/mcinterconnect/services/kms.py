@@ -507,7 +507,7 @@ class KmsService:
         limit = self.max_request_bytes
         if request.content_length is not None and request.content_length > limit:
             raise KmsRequestError(413, "body-too-large")
-        if len(await request.content.read(limit + 1)) > limit:
+        if await _read_bounded(request.content, limit) is None:
             raise KmsRequestError(413, "body-too-large")
         return identity
 
@@ -610,6 +610,18 @@ class KmsClientError(KmsError):
     ``response-too-large``, ``response-unexpected`` (or a ``KmsError`` reason of the document)."""
 
 
+async def _read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """The whole body (``read(n)`` returns what is buffered, not n bytes), or None past ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _post(
     url: str,
     path: str,
@@ -627,12 +639,15 @@ async def _post(
                 target, data=b"", ssl=ssl_context, server_hostname=server_hostname, params=params
             ) as response,
         ):
-            body = await response.content.read(MAX_DOCUMENT_BYTES + 1)
+            bounded = await _read_bounded(response.content, MAX_DOCUMENT_BYTES)
             status, content_type = response.status, response.content_type
     except TimeoutError:
         raise KmsClientError("timeout", f"the KMS at {url} did not answer within {timeout} s") from None
     except (aiohttp.ClientError, OSError) as exc:
         raise KmsClientError("transport", f"cannot reach the KMS at {url} ({type(exc).__name__})") from None
+    if bounded is None:
+        raise KmsClientError("response-too-large", f"the KMS response exceeds {MAX_DOCUMENT_BYTES} bytes")
+    body = bounded
     if status != 200:
         first = body.decode("ascii", "replace").strip().split("\n", 1)[0]
         reason = first if _REASON_RE.fullmatch(first) else "no reason given"
@@ -641,8 +656,6 @@ async def _post(
         raise KmsClientError(
             "content-type", f"the KMS answered {content_type[:60]!r}, not {XML_CONTENT_TYPE}"
         )
-    if len(body) > MAX_DOCUMENT_BYTES:
-        raise KmsClientError("response-too-large", f"the KMS response exceeds {MAX_DOCUMENT_BYTES} bytes")
     return KmsResponse.from_xml(body)
 
 

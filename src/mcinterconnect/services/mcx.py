@@ -94,6 +94,8 @@ class McxServerLogic:
             stamp_received(work, peer.remote)
             pop_own_routes(work, self._own)
             outcome = self._route(work)
+            if not isinstance(outcome, SipResponse):
+                decrement_max_forwards(work)  # 483 when exhausted (RFC 3261 §16.3 step 3)
         except RoutingError as error:
             outcome = self._error(work, error.status, error.reason)
         if isinstance(outcome, SipResponse):
@@ -103,7 +105,6 @@ class McxServerLogic:
                 return [Forward(outcome, response_destination(work))]
             except RoutingError:
                 return []
-        decrement_max_forwards(work)
         push_via(work, self.face, stateless_branch(work, "mcx"))
         return [Forward(work, outcome)]
 

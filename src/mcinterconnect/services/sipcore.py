@@ -9,13 +9,15 @@
 
 Access security of SIP-1 (IMS AKA, 33.180 6.2.1) is outside this project: registration is
 accepted for any user of the domain (docs/PROFILE.md).  Proxying follows RFC 3261 §16
-statelessly; dialog-creating requests are record-routed on both faces (RFC 5658).
+statelessly; dialog-creating requests are record-routed on both faces (RFC 5658).  A client's new
+request always goes to the MCX server (a pre-loaded Route is refused); its in-dialog requests may
+only go to this system's servers (MCX server, IS proxy), never to an arbitrary inside address.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mcinterconnect.sip.message import SipRequest, SipResponse, make_response, warning_value
@@ -59,6 +61,7 @@ class SipCoreLogic:
         server_face: Address,
         mcx_server: Address,
         agent: str,
+        trusted_next_hops: Iterable[Address] = (),
         max_expires: int = 3600,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -70,6 +73,8 @@ class SipCoreLogic:
         self.clock = clock
         self.bindings: dict[str, list[Binding]] = {}
         self._own = {(face.host.lower(), face.port) for face in self.faces.values()}
+        #: Where a client's in-dialog requests may go: this system's servers (MCX, IS proxy).
+        self._trusted_next_hops = {(a.host.lower(), a.port) for a in (mcx_server, *trusted_next_hops)}
 
     # ------------------------------------------------------------ registrar
     def contacts_of(self, aor: str) -> list[str]:
@@ -127,10 +132,13 @@ class SipCoreLogic:
             if face == CLIENT_FACE and work.method == "REGISTER":
                 return [Forward(self._register(work), response_destination(work))]
             pop_own_routes(work, self._own)
-            initial = is_initial(work) and not work.headers.get("Route")
             if face == CLIENT_FACE:
+                # From a client, only the To tag says "in dialog": a pre-loaded Route must not
+                # turn a new request into one that skips the MCX server (TS 33.180 11.1.1).
+                initial = is_initial(work)
                 forward = self._from_client(work, initial)
             else:
+                initial = is_initial(work) and not work.headers.get("Route")
                 forward = self._to_client(work, initial)
             if isinstance(forward, SipResponse):
                 return [] if work.method == "ACK" else [Forward(forward, response_destination(work))]
@@ -161,8 +169,15 @@ class SipCoreLogic:
         request.headers.remove("P-Asserted-Identity")
         request.headers.add("P-Asserted-Identity", f"<{aor}>")
         if initial:
+            if request.headers.get("Route"):
+                return self._error(request, 403, "a client may not pre-load a route")
             return self.mcx_server
-        return next_hop(request, "tcp")
+        hop = next_hop(request, "tcp")
+        if (hop.host.lower(), hop.port) not in self._trusted_next_hops:
+            # In a dialog a client follows the route set its servers recorded; anything else
+            # would make the SIP core a relay into the system's inside.
+            return self._error(request, 403, "in-dialog request does not follow a recorded route")
+        return hop
 
     def _to_client(self, request: SipRequest, initial: bool) -> Address | SipResponse:
         if not initial:

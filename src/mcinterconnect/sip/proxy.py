@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mcinterconnect.sip.message import SipMessage, SipRequest, SipResponse
 from mcinterconnect.sip.transport import Address
-from mcinterconnect.sip.uri import NameAddr, SipSyntaxError, SipUri, Via, set_param
+from mcinterconnect.sip.uri import NameAddr, SipSyntaxError, SipUri, Via, drop_param, set_param
 
 MAGIC_COOKIE = "z9hG4bK"
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
@@ -76,6 +76,8 @@ def stamp_received(message: SipRequest, remote: tuple[str, int]) -> None:
     except SipSyntaxError as exc:
         raise RoutingError(f"malformed top Via: {exc.reason}") from None
     host, port = remote
+    # A received value is ours to write: one the sender supplied would reflect responses anywhere.
+    top.params = drop_param(top.params, "received")
     if top.host.strip("[]") != host:
         top.params = set_param(top.params, "received", host)
     if top.param("rport") is not None:
@@ -118,7 +120,10 @@ def via_address(via_value: str) -> Address:
     host = via.param("received") or via.host.strip("[]")
     rport = via.param("rport")
     port = int(rport) if rport and rport.isdigit() else (via.port or DEFAULT_PORTS[transport])
-    return Address(transport, host, port)
+    try:
+        return Address(transport, host, port)
+    except ValueError as exc:
+        raise RoutingError(f"unusable Via address: {exc}") from None
 
 
 def route_is_self(route_value: str, own: set[tuple[str, int]]) -> bool:
@@ -162,10 +167,9 @@ def stateless_branch(request: SipRequest, salt: str) -> str:
         incoming = Via.parse(top).branch or top
     except SipSyntaxError:
         incoming = top
-    material = "\n".join((salt, incoming, request.uri if request.method != "ACK" else "", request.call_id))
-    if request.method == "ACK":
-        # A 2xx ACK is its own transaction; a non-2xx ACK reuses the INVITE's branch.
-        material += "\nACK"
+    # A non-2xx ACK and a CANCEL carry the INVITE's branch and Request-URI, so they hash alike;
+    # a 2xx ACK is a transaction of its own with a new incoming branch, so it differs.
+    material = "\n".join((salt, incoming, request.uri, request.call_id))
     return MAGIC_COOKIE + hashlib.sha256(material.encode()).hexdigest()[:24]
 
 
