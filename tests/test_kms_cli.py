@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mcic_helpers import assert_one_error_line, mcic
-from mcinterconnect.cli.kms import set_partner_key
+from mcinterconnect.cli.systemfile import set_partner_key
 from mcinterconnect.crypto import ec, eccsi, sakke
 from mcinterconnect.crypto.ec import P256
 from mcinterconnect.crypto.kms import Kms, KmsCertificate, generate_storage_key

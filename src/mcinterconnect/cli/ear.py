@@ -32,10 +32,10 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, TypeVar
 
+from mcinterconnect.cli.arguments import curve_point, hex_octets, key_period, seconds, whole_number
 from mcinterconnect.cli.common import CliError
-from mcinterconnect.crypto import ec, eccsi
-from mcinterconnect.crypto.ec import Point
-from mcinterconnect.crypto.uid import KeyPeriod, UidError
+from mcinterconnect.crypto import eccsi
+from mcinterconnect.crypto.uid import UidError
 from mcinterconnect.protect import ear_check
 from mcinterconnect.protect.ear import (
     EarError,
@@ -120,47 +120,8 @@ def _name(member: IntEnum) -> str:
 # --- argument decoding: each failure is one line naming the option ----------------------------------
 
 
-def _hex(option: str, text: str) -> bytes:
-    value = text.strip()
-    if value[:2].lower() == "0x":
-        value = value[2:]
-    if not value or len(value) % 2 or any(c not in "0123456789abcdefABCDEF" for c in value):
-        raise CliError(f"{option}: not an even number of hexadecimal digits")
-    return bytes.fromhex(value)
-
-
-def _point(option: str, text: str) -> Point:
-    try:
-        return ec.decode_point(ec.P256, _hex(option, text))
-    except ec.EcError as error:
-        raise CliError(f"{option}: {error}") from None
-
-
-def _count(option: str, text: str, maximum: int | None = None) -> int:
-    value = text.strip()
-    if value[:2].lower() == "0x" and len(value) > 2 and all(c in "0123456789abcdefABCDEF" for c in value[2:]):
-        number = int(value, 16)
-    elif value.isascii() and value.isdigit():
-        number = int(value)
-    else:
-        raise CliError(f"{option}: {text[:20]!r} is not a whole number of 0 or more")
-    if maximum is not None and number > maximum:
-        raise CliError(f"{option}: {number} is more than {maximum}")
-    return number
-
-
-def _seconds(option: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise CliError(f"{option}: {text[:20]!r} is not a number") from None
-    if not math.isfinite(value):
-        raise CliError(f"{option}: must be finite")
-    return value
-
-
 def _unix(option: str, text: str) -> int:
-    value = _seconds(option, text)
+    value = seconds(option, text)
     if not 0 <= value < 1 << 40:
         raise CliError(f"{option}: {text[:20]!r} is outside 0..2^40-1 Unix seconds")
     return math.floor(value)
@@ -172,20 +133,13 @@ def _member(option: str, text: str, kind: type[E]) -> E:
     for member in kind:
         if member.name == key:
             return member
-    number = _count(option, text, 0xFF) if key[:1].isdigit() else None
+    number = whole_number(option, text, 0xFF) if key[:1].isdigit() else None
     if number is not None:
         for member in kind:
             if member.value == number:
                 return member
         raise CliError(f"{option}: {number} is reserved or unknown ({_names(kind)})")
     raise CliError(f"{option}: {text[:20]!r} is not one of {_names(kind)}")
-
-
-def _key_period(args: argparse.Namespace) -> KeyPeriod:
-    try:
-        return KeyPeriod(_count("--key-period", args.key_period), _count("--key-offset", args.key_offset))
-    except UidError as error:
-        raise CliError(f"--key-period/--key-offset: {error}") from None
 
 
 def _refusal(error: EarError) -> CliError:
@@ -259,16 +213,16 @@ def _request(args: argparse.Namespace) -> RequestPayload | None:
         return None
     return RequestPayload(
         _member("--request-type", args.request_type, RequestType),
-        None if args.request_id is None else _count("--request-id", args.request_id, 0xFFFF),
+        None if args.request_id is None else whole_number("--request-id", args.request_id, 0xFFFF),
         None if args.expiry is None else _unix("--expiry", args.expiry),
     )
 
 
 def _sign(args: argparse.Namespace) -> int:
-    period = _key_period(args)
-    kpak = _point("--kpak", args.kpak)
-    pvt = _point("--pvt", args.pvt)
-    ssk = int.from_bytes(_hex("--ssk", args.ssk), "big")
+    period = key_period(args)
+    kpak = curve_point("--kpak", args.kpak)
+    pvt = curve_point("--pvt", args.pvt)
+    ssk = int.from_bytes(hex_octets("--ssk", args.ssk), "big")
     try:
         payload = new_payload(
             source_role=_member("--source-role", args.source_role, Role),
@@ -323,12 +277,12 @@ def _request_types(options: list[str]) -> Callable[[RequestType | None], bool]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    period = _key_period(args)
-    kpak = _point("--kpak", args.kpak)
-    skew = _seconds("--skew", args.skew)
+    period = key_period(args)
+    kpak = curve_point("--kpak", args.kpak)
+    skew = seconds("--skew", args.skew)
     if skew < 0:
         raise CliError("--skew: must be 0 or more")
-    now = time.time() if args.now is None else _seconds("--now", args.now)
+    now = time.time() if args.now is None else seconds("--now", args.now)
     allowed = _request_types(args.allow_request_type)
     ear = _parse(args.ear)  # malformed input is refused before any other option is needed
     verdict = ear_check.check_ear(

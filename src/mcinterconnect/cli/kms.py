@@ -31,15 +31,14 @@ import json
 import os
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 from mcinterconnect.cli.common import CliError
+from mcinterconnect.cli.systemfile import set_partner_key, toml_string, write_if_equivalent
 from mcinterconnect.crypto import ec, sakke
 from mcinterconnect.crypto.ec import P256
 from mcinterconnect.crypto.kms import KmsCertificate, KmsError, validate_key_set
-from mcinterconnect.deploy.config import ConfigError, SystemConfig, load_deployment, load_system
-from mcinterconnect.files import write_with_mode
+from mcinterconnect.deploy.config import SystemConfig, load_deployment
 from mcinterconnect.identity import IdentityError, McServiceId
 from mcinterconnect.services.kms import KmsSettings, read_certificate, read_kms, write_certificate
 
@@ -48,9 +47,6 @@ REPORTED: tuple[type[Exception], ...] = (KmsError,)
 
 MAX_PERIODS = 12
 
-_PARTNER_HEADER_RE = re.compile(r"^\s*\[\[\s*partner\s*\]\]\s*(#.*)?$")
-_TABLE_HEADER_RE = re.compile(r"^\s*\[")
-_KEY_RE = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
 _FILE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,60}")
 
 
@@ -100,64 +96,11 @@ def _system(directory: Path, name: str) -> tuple[SystemConfig, KmsSettings]:
     return config, config.kms
 
 
-def _toml_string(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = "".join(
-        f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F else char for char in escaped
-    )
-    return f'"{escaped}"'
-
-
-def set_partner_key(text: str, partner: str, key: str, line: str) -> str | None:
-    """``text`` with ``line`` (``key = value``) set in the ``[[partner]]`` table named ``partner``;
-    None when the layout is not recognised (the caller then prints the line instead)."""
-    lines = text.splitlines(keepends=True)
-    for start, header in enumerate(lines):
-        if not _PARTNER_HEADER_RE.match(header):
-            continue
-        end = next((i for i in range(start + 1, len(lines)) if _TABLE_HEADER_RE.match(lines[i])), len(lines))
-        name: object = None
-        found: list[int] = []
-        last = start
-        for index in range(start + 1, end):
-            stripped = lines[index].strip()
-            if stripped and not stripped.startswith("#"):
-                last = index
-            match = _KEY_RE.match(lines[index])
-            if match is None:
-                continue
-            if match.group(1) == "name":
-                try:
-                    name = tomllib.loads(lines[index]).get("name")
-                except tomllib.TOMLDecodeError:
-                    return None
-            elif match.group(1) == key:
-                found.append(index)
-        if name != partner:
-            continue
-        if len(found) > 1:
-            return None
-        if found:
-            lines[found[0]] = line + "\n"
-        else:
-            if not lines[last].endswith("\n"):
-                lines[last] += "\n"
-            lines.insert(last + 1, line + "\n")
-        return "".join(lines)
-    return None
-
-
-def _write_atomically(path: Path, text: str, mode: int) -> Path:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write_with_mode(temporary, text.encode("utf-8"), mode)
-    return temporary
-
-
 def _update_system_file(config: SystemConfig, partner: str, target: Path) -> str | None:
     """Set ``kms_certificate`` of ``partner`` in the system file; the line to add if not possible."""
     source = config.source
     relative = os.path.relpath(target, source.parent).replace(os.sep, "/")
-    line = f"kms_certificate = {_toml_string(relative)}"
+    line = f"kms_certificate = {toml_string(relative)}"
     try:
         text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -175,17 +118,7 @@ def _update_system_file(config: SystemConfig, partner: str, target: Path) -> str
             ]
         }
     )
-    temporary = _write_atomically(source, edited, source.stat().st_mode & 0o7777)
-    try:
-        loaded = load_system(temporary)
-        same = loaded.model_dump(exclude={"source"}) == expected.model_dump(exclude={"source"})
-    except ConfigError:
-        same = False
-    if not same:
-        temporary.unlink(missing_ok=True)
-        return line
-    os.replace(temporary, source)
-    return None
+    return None if write_if_equivalent(config, edited, expected) else line
 
 
 # --- commands -------------------------------------------------------------------------------------

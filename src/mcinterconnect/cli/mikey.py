@@ -31,9 +31,10 @@ import json
 import math
 import time
 
+from mcinterconnect.cli.arguments import curve_point, hex_octets, key_period, seconds, whole_number
 from mcinterconnect.cli.common import CliError
 from mcinterconnect.crypto import ec, eccsi, keyids, mikey, sakke
-from mcinterconnect.crypto.ec import Curve, Point
+from mcinterconnect.crypto.ec import Point
 from mcinterconnect.crypto.keyids import KeyIdError, Purpose
 from mcinterconnect.crypto.uid import KeyPeriod, UidError, unix_from_ntp_seconds
 
@@ -96,53 +97,13 @@ def _add_common(parser: argparse.ArgumentParser, *, period_required: bool) -> No
 # --- argument decoding: each failure is one line naming the option ----------------------------------
 
 
-def _hex(option: str, text: str) -> bytes:
-    value = text.strip()
-    if value[:2].lower() == "0x":
-        value = value[2:]
-    if not value or len(value) % 2 or any(c not in "0123456789abcdefABCDEF" for c in value):
-        raise CliError(f"{option}: not an even number of hexadecimal digits")
-    return bytes.fromhex(value)
-
-
-def _point(option: str, text: str, curve: Curve) -> Point:
-    try:
-        return ec.decode_point(curve, _hex(option, text))
-    except ec.EcError as error:
-        raise CliError(f"{option}: {error}") from None
-
-
 def _kms_public_key(text: str) -> Point:
     """``--z``: a point of the SAKKE curve in the subgroup of order q."""
-    point = _point("--z", text, sakke.CURVE)
+    point = curve_point("--z", text, sakke.CURVE)
     try:
         return sakke.validate_kms_public_key(point)
     except sakke.SakkeError as error:
         raise CliError(f"--z: {error}") from None
-
-
-def _count(option: str, text: str) -> int:
-    value = text.strip()
-    if not value.isascii() or not value.isdigit():
-        raise CliError(f"{option}: {text[:20]!r} is not a whole number of 0 or more")
-    return int(value)
-
-
-def _seconds(option: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise CliError(f"{option}: {text[:20]!r} is not a number") from None
-    if not math.isfinite(value):
-        raise CliError(f"{option}: must be finite")
-    return value
-
-
-def _key_period(args: argparse.Namespace) -> KeyPeriod:
-    try:
-        return KeyPeriod(_count("--key-period", args.key_period), _count("--key-offset", args.key_offset))
-    except UidError as error:
-        raise CliError(f"--key-period/--key-offset: {error}") from None
 
 
 def _message(text: str) -> bytes:
@@ -163,10 +124,10 @@ def _message(text: str) -> bytes:
 
 def _timestamp_for(args: argparse.Namespace, period: KeyPeriod) -> float:
     """T time (Unix): --timestamp, else now, else the start of --period-no (module docstring)."""
-    given = None if args.timestamp is None else _seconds("--timestamp", args.timestamp)
+    given = None if args.timestamp is None else seconds("--timestamp", args.timestamp)
     if args.period_no is None:
         return time.time() if given is None else given
-    number = _count("--period-no", args.period_no)
+    number = whole_number("--period-no", args.period_no)
     if given is not None:
         found = period.number_at(mikey.Timestamp.ntp_utc(given).utc_seconds()[0])
         if found != number:
@@ -179,14 +140,14 @@ def _timestamp_for(args: argparse.Namespace, period: KeyPeriod) -> float:
 
 
 def _make(args: argparse.Namespace) -> int:
-    key = _hex("--key", args.key)
+    key = hex_octets("--key", args.key)
     if len(key) != sakke.SSV_LENGTH:
         raise CliError(f"--key: {len(key)} octets, expected {sakke.SSV_LENGTH}")
     try:
         key_id = keyids.parse_key_id(args.key_id)
     except KeyIdError as error:
         raise CliError(f"--key-id: {error}") from None
-    period = _key_period(args)
+    period = key_period(args)
     try:
         timestamp = _timestamp_for(args, period)
     except UidError as error:
@@ -200,12 +161,12 @@ def _make(args: argparse.Namespace) -> int:
         responder_kms_uri=args.kms_uri,
         initiator_period=period,
         responder_period=period,
-        ssk=int.from_bytes(_hex("--ssk", args.ssk), "big"),
-        pvt=_point("--pvt", args.pvt, ec.P256),
-        kpak=_point("--kpak", args.kpak, ec.P256),
+        ssk=int.from_bytes(hex_octets("--ssk", args.ssk), "big"),
+        pvt=curve_point("--pvt", args.pvt, ec.P256),
+        kpak=curve_point("--kpak", args.kpak, ec.P256),
         responder_z=_kms_public_key(args.z),
         timestamp=timestamp,
-        rand=None if args.rand is None else _hex("--rand", args.rand),
+        rand=None if args.rand is None else hex_octets("--rand", args.rand),
     )
     print(mikey.to_sdp_key_mgmt(data) if args.sdp else base64.b64encode(data).decode("ascii"))
     return 0
@@ -216,20 +177,20 @@ def _make(args: argparse.Namespace) -> int:
 
 def _open(args: argparse.Namespace) -> int:
     data = _message(args.message)
-    period = _key_period(args)
+    period = key_period(args)
     opened = mikey.open_i_message(
         data,
-        initiator_kpak=_point("--kpak", args.kpak, ec.P256),
+        initiator_kpak=curve_point("--kpak", args.kpak, ec.P256),
         initiator_period=period,
         responder_period=period,
-        responder_rsk=_point("--rsk", args.rsk, sakke.CURVE),
+        responder_rsk=curve_point("--rsk", args.rsk, sakke.CURVE),
         responder_z=_kms_public_key(args.z),
         expected_initiator_uri=args.initiator_uri,
         expected_responder_uri=args.responder_uri,
         expected_initiator_kms_uri=args.kms_uri,
         expected_responder_kms_uri=args.kms_uri,
-        period_number=_count("--period-no", args.period_no),
-        max_skew=None if args.max_skew is None else _seconds("--max-skew", args.max_skew),
+        period_number=whole_number("--period-no", args.period_no),
+        max_skew=None if args.max_skew is None else seconds("--max-skew", args.max_skew),
     )
     result = {
         "key": opened.key.hex(),

@@ -31,16 +31,14 @@ from pathlib import Path
 
 from mcinterconnect.border.agreement import PartnerAgreement, SpkSettings
 from mcinterconnect.cli.common import CliError
-from mcinterconnect.cli.kms import set_partner_key
+from mcinterconnect.cli.systemfile import set_partner_key, toml_string, write_if_equivalent
 from mcinterconnect.deploy.config import (
     ConfigError,
     DeploymentConfig,
     SystemConfig,
     load_deployment,
-    load_system,
 )
 from mcinterconnect.deploy.init import spk_file_name
-from mcinterconnect.files import write_with_mode
 from mcinterconnect.protect.spk import DEFAULT_GRACE, MAX_GRACE, SpkError, SpkRing
 
 #: Errors of this group reported as one line with exit status 1.
@@ -123,19 +121,11 @@ def _number(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(value)
 
 
-def _toml_string(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = "".join(
-        f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F else char for char in escaped
-    )
-    return f'"{escaped}"'
-
-
 def _spk_line(relative: str, settings: SpkSettings) -> str:
-    identity = f", kdf_identity = {_toml_string(settings.kdf_identity)}" if settings.kdf_identity else ""
+    identity = f", kdf_identity = {toml_string(settings.kdf_identity)}" if settings.kdf_identity else ""
     required = "true" if settings.required else "false"
     return (
-        f"spk = {{ file = {_toml_string(relative)}, required = {required}{identity}, "
+        f"spk = {{ file = {toml_string(relative)}, required = {required}{identity}, "
         f"grace = {_number(settings.grace)} }}"
     )
 
@@ -166,18 +156,7 @@ def _set_spk(side: _Side, settings: SpkSettings) -> str | None:
             ]
         }
     )
-    temporary = source.with_name(f".{source.name}.{os.getpid()}.tmp")
-    write_with_mode(temporary, edited.encode("utf-8"), source.stat().st_mode & 0o7777)
-    try:
-        loaded = load_system(temporary)
-        same = loaded.model_dump(exclude={"source"}) == expected.model_dump(exclude={"source"})
-    except ConfigError:
-        same = False
-    if not same:
-        temporary.unlink(missing_ok=True)
-        return line
-    os.replace(temporary, source)
-    return None
+    return None if write_if_equivalent(side.config, edited, expected) else line
 
 
 def _is_placeholder(line: str) -> bool:
@@ -227,7 +206,7 @@ def _new(args: argparse.Namespace) -> int:
     if other is None:
         print(
             f"give partner {args.partner} the same file {own.default_file()} out of band and have them set "
-            f"spk = {{ file = ..., kdf_identity = {_toml_string(ring.kdf_identity)} }} in their "
+            f"spk = {{ file = ..., kdf_identity = {toml_string(ring.kdf_identity)} }} in their "
             f"[[partner]] table for {own.name}; compare the {_describe(ring)}"
         )
     return _report_missing(missing)
