@@ -41,7 +41,6 @@ reason                          status  meaning
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, Protocol
@@ -57,6 +56,7 @@ from mcinterconnect.services.groupdoc import (
     GroupDocumentError,
     filtered_for,
 )
+from mcinterconnect.services.httpserver import HttpListener
 from mcinterconnect.sip.transport import LogSink
 
 __all__ = [
@@ -80,8 +80,6 @@ XCAP_ERROR_NS: Final = "urn:ietf:params:xml:ns:xcap-error"
 ASSERTED_IDENTITY_HEADER: Final = "X-3GPP-Asserted-Identity"
 _ACCEPTED_CONTENT_TYPES: Final = frozenset({GROUP_CONTENT_TYPE, "application/xml"})
 DEFAULT_MAX_REQUEST_BYTES: Final = MAX_DOCUMENT_BYTES
-HANDSHAKE_TIMEOUT: Final = 5.0
-SHUTDOWN_TIMEOUT: Final = 1.0
 _SERVER: Final = "gms"
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -165,28 +163,6 @@ def _matches(header: str, current: str | None) -> bool:
     return "*" in tags or current in tags
 
 
-class _ShortErrorRequestHandler(web.RequestHandler):
-    """aiohttp's connection handler, except for requests refused before any route runs: a reason
-    code and ``Server: gms`` instead of aiohttp's page (which quotes the request and names itself)."""
-
-    __slots__ = ()
-
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started")
-        reason = {413: "body-too-large"}.get(status, "bad-request" if status < 500 else "internal-error")
-        response = web.Response(status=status, text=f"{reason}\n", content_type="text/plain")
-        response.headers["Server"] = _SERVER
-        response.force_close()
-        return response
-
-
 class GmsService:
     """The GMS of one system: ``start`` it on an address (TLS optional), ``close`` it when done."""
 
@@ -206,8 +182,7 @@ class GmsService:
         self.max_request_bytes = max_request_bytes
         self._ssl_context = ssl_context
         self._log = log
-        self._runner: web.AppRunner | None = None
-        self._server: asyncio.Server | None = None
+        self._listener = HttpListener("gms")
 
     def application(self) -> web.Application:
         """The aiohttp application (routes and the refusal middleware)."""
@@ -220,52 +195,16 @@ class GmsService:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Listen on ``host:port`` (0: any free port, see ``address``), over TLS if configured."""
-        if self._runner is not None:
-            raise RuntimeError("the GMS is already started")
-        runner = web.AppRunner(
-            self.application(), handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
-        )
-        await runner.setup()
-        web_server = runner.server
-        assert web_server is not None
-
-        def connection() -> web.RequestHandler:
-            handler = web_server()
-            handler.__class__ = _ShortErrorRequestHandler  # same layout: only handle_error differs
-            return handler
-
-        try:
-            self._server = await asyncio.get_running_loop().create_server(
-                connection,
-                host,
-                port,
-                ssl=self._ssl_context,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self._ssl_context is not None else None,
-                reuse_address=True,
-            )
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        await self._listener.start(self.application(), host, port, self._ssl_context)
 
     @property
     def address(self) -> tuple[str, int]:
-        """(host, port) the GMS listens on."""
-        if self._server is None or not self._server.sockets:
-            raise RuntimeError("the GMS is not started")
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
+        """(host, port) the service listens on."""
+        return self._listener.address
 
     async def close(self) -> None:
         """Stop listening and close every connection."""
-        server, runner = self._server, self._runner
-        self._server = self._runner = None
-        if server is not None:
-            server.close()
-        if runner is not None:
-            await runner.cleanup()
-        if server is not None:
-            await server.wait_closed()
+        await self._listener.close()
 
     # -- HTTP plumbing
 

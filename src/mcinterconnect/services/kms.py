@@ -76,6 +76,7 @@ from mcinterconnect.crypto.kms import (
 )
 from mcinterconnect.files import write_with_mode
 from mcinterconnect.identity import IdentityError, McServiceId
+from mcinterconnect.services.httpserver import HttpListener
 from mcinterconnect.sip.transport import Address, LogSink
 from mcinterconnect.tlsprofile import peer_certificate, server_context
 
@@ -114,10 +115,6 @@ MAX_REQUESTED_PERIODS: Final = 4
 PERIODS_BEHIND: Final = 1
 PERIODS_AHEAD: Final = 2
 DEFAULT_MAX_REQUEST_BYTES: Final = 4096
-#: Bound of the TLS handshake on the KMS listener (as for SIP, docs/PROFILE.md §6).
-HANDSHAKE_TIMEOUT: Final = 5.0
-#: Seconds ``close`` gives requests in progress.
-SHUTDOWN_TIMEOUT: Final = 1.0
 
 KEY_FILE_MODE: Final = 0o600
 PUBLIC_FILE_MODE: Final = 0o644
@@ -337,29 +334,6 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _IDENTITY: contextvars.ContextVar[str | None] = contextvars.ContextVar("kms_identity", default=None)
 
 
-class _ShortErrorRequestHandler(web.RequestHandler):
-    """aiohttp's connection handler, except for requests it refuses before any route runs
-    (malformed request line or headers): a reason code and ``Server: kms`` instead of aiohttp's
-    page, which quotes the request and names the server software."""
-
-    __slots__ = ()
-
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if request.writer.output_size > 0:  # as aiohttp: a response already started cannot be replaced
-            raise ConnectionError("response already started")
-        reason = {413: "body-too-large"}.get(status, "bad-request" if status < 500 else "internal-error")
-        response = web.Response(status=status, text=f"{reason}\n", content_type="text/plain")
-        response.headers["Server"] = "kms"
-        response.force_close()
-        return response
-
-
 class KmsService:
     """The KMS of one system on HTTPS: ``start`` it on an address with a server TLS context that
     requires client certificates, ``close`` it when done."""
@@ -380,8 +354,7 @@ class KmsService:
         self.max_request_bytes = max_request_bytes
         self._log = log
         self._clock = clock
-        self._runner: web.AppRunner | None = None
-        self._server: asyncio.Server | None = None
+        self._listener = HttpListener("kms")
 
     # -- lifecycle
 
@@ -396,53 +369,16 @@ class KmsService:
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext) -> None:
         """Listen on ``host:port`` (0: any free port, see ``address``) with ``ssl_context``."""
-        if self._runner is not None:
-            raise RuntimeError("the KMS service is already started")
-        runner = web.AppRunner(
-            self.application(), handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
-        )
-        await runner.setup()
-        web_server = runner.server
-        assert web_server is not None
-
-        def connection() -> web.RequestHandler:
-            handler = web_server()
-            # Same layout (no new slots): only handle_error differs.
-            handler.__class__ = _ShortErrorRequestHandler
-            return handler
-
-        try:
-            self._server = await asyncio.get_running_loop().create_server(
-                connection,
-                host,
-                port,
-                ssl=ssl_context,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
-                reuse_address=True,
-            )
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        await self._listener.start(self.application(), host, port, ssl_context)
 
     @property
     def address(self) -> tuple[str, int]:
         """(host, port) the service listens on."""
-        if self._server is None or not self._server.sockets:
-            raise RuntimeError("the KMS service is not started")
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
+        return self._listener.address
 
     async def close(self) -> None:
         """Stop listening and close every connection."""
-        server, runner = self._server, self._runner
-        self._server = self._runner = None
-        if server is not None:
-            server.close()
-        if runner is not None:
-            await runner.cleanup()
-        if server is not None:
-            await server.wait_closed()
+        await self._listener.close()
 
     # -- HTTP plumbing
 
