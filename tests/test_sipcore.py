@@ -147,3 +147,12 @@ def test_cancel_and_non_2xx_ack_keep_the_invite_branch_a_2xx_ack_does_not() -> N
     ack_2xx.headers.set("Via", "SIP/2.0/TCP 127.0.10.1:40001;branch=z9hG4bKnewtransaction;rport")
     assert stateless_branch(ack_2xx, "sip2") != branch
     assert stateless_branch(invite, "sip1") != branch
+
+
+def test_identity_is_asserted_only_over_the_flow_it_registered_on() -> None:
+    logic = registered()  # alice registered from 127.0.10.1:40001 over TCP
+    other_flow = PeerInfo("tcp", ("127.0.10.1", 40999), ("127.0.10.1", 5060), CLIENT_FACE, None, 9)
+    impersonation = request("MESSAGE", "sip:mcptt-server@a.mc.example", to="<sip:bob@b.mc.example>")
+    refusal(logic.on_request(impersonation, other_flow), 403, "not registered over this connection")
+    (forward,) = logic.on_request(impersonation, peer(CLIENT_FACE))
+    assert forward.destination == MCX

@@ -8,7 +8,8 @@
   for a registered user are delivered to the user's contact.
 
 Access security of SIP-1 (IMS AKA, 33.180 6.2.1) is outside this project: registration is
-accepted for any user of the domain (docs/PROFILE.md).  Proxying follows RFC 3261 §16
+accepted for any user of the domain (docs/PROFILE.md); a client's requests are then accepted only
+over the flow (transport, address, port) its REGISTER came on.  Proxying follows RFC 3261 §16
 statelessly; dialog-creating requests are record-routed on both faces (RFC 5658).  A client's new
 request always goes to the MCX server (a pre-loaded Route is refused); its in-dialog requests may
 only go to this system's servers (MCX server, IS proxy), never to an arbitrary inside address.
@@ -48,6 +49,9 @@ _DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 class Binding:
     contact: str
     expires_at: float
+    #: Where the REGISTER came from (transport, address, port): the client's flow.  Its requests
+    #: must come the same way, so a client cannot have another registered user asserted.
+    flow: tuple[str, str, int] | None = None
 
 
 class SipCoreLogic:
@@ -86,7 +90,7 @@ class SipCoreLogic:
             self.bindings.pop(aor, None)
         return [binding.contact for binding in live]
 
-    def _register(self, request: SipRequest) -> SipResponse:
+    def _register(self, request: SipRequest, flow: tuple[str, str, int] | None = None) -> SipResponse:
         try:
             aor = SipUri.parse(NameAddr.parse(request.headers.get("To") or "").uri).address_of_record
         except SipSyntaxError as error:
@@ -113,7 +117,7 @@ class SipCoreLogic:
             if expires == 0:
                 updated.pop(contact.uri, None)
             else:
-                updated[contact.uri] = Binding(contact.uri, self.clock() + expires)
+                updated[contact.uri] = Binding(contact.uri, self.clock() + expires, flow)
         self.bindings[aor] = list(updated.values())
         response = make_response(request, 200, to_tag="reg")
         now = self.clock()
@@ -130,13 +134,14 @@ class SipCoreLogic:
         try:
             stamp_received(work, peer.remote)
             if face == CLIENT_FACE and work.method == "REGISTER":
-                return [Forward(self._register(work), response_destination(work))]
+                flow = (peer.transport, peer.remote[0], peer.remote[1])
+                return [Forward(self._register(work, flow), response_destination(work))]
             pop_own_routes(work, self._own)
             if face == CLIENT_FACE:
                 # From a client, only the To tag says "in dialog": a pre-loaded Route must not
                 # turn a new request into one that skips the MCX server (TS 33.180 11.1.1).
                 initial = is_initial(work)
-                forward = self._from_client(work, initial)
+                forward = self._from_client(work, initial, (peer.transport, peer.remote[0], peer.remote[1]))
             else:
                 initial = is_initial(work) and not work.headers.get("Route")
                 forward = self._to_client(work, initial)
@@ -157,13 +162,19 @@ class SipCoreLogic:
             except RoutingError:
                 return []
 
-    def _from_client(self, request: SipRequest, initial: bool) -> Address | SipResponse:
+    def _from_client(
+        self, request: SipRequest, initial: bool, flow: tuple[str, str, int]
+    ) -> Address | SipResponse:
         try:
             aor = SipUri.parse(NameAddr.parse(request.headers.get("From") or "").uri).address_of_record
         except SipSyntaxError as error:
             return self._error(request, 400, f"malformed From: {error.reason}")
         if not self.contacts_of(aor):
             return self._error(request, 403, f"{aor} is not registered here")
+        if all(binding.flow != flow for binding in self.bindings.get(aor, [])):
+            # The asserted identity is the one registered over this very flow (RFC 5626-style
+            # flow binding), not whatever From the request carries.
+            return self._error(request, 403, f"{aor} is not registered over this connection")
         # The SIP core asserts the identity it authenticated; the client's own claims are dropped.
         request.headers.remove("P-Preferred-Identity")
         request.headers.remove("P-Asserted-Identity")
