@@ -12,13 +12,10 @@ them (its own TLS certificate) with EARs signed from keys provisioned offline
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
-import socket
 import time
-from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +25,9 @@ from ear_helpers import sign_as
 from mcinterconnect.deploy.config import DeploymentConfig, SystemConfig, load_deployment
 from mcinterconnect.deploy.init import init_deployment
 from mcinterconnect.deploy.probe import probe, probe_request
-from mcinterconnect.deploy.runner import RunningSystem, StartError, start_system
+from mcinterconnect.deploy.runner import StartError, start_system
 from mcinterconnect.mcinfo import MCPTT_INFO_TYPE, McpttInfo
 from mcinterconnect.protect.ear import EAR_HEADER, RequestType
-from mcinterconnect.services.client import McClient
 from mcinterconnect.sip.message import Headers, SipRequest, SipResponse, make_response
 from mcinterconnect.sip.parser import StreamFramer, parse_message
 from mcinterconnect.sip.proxy import MAGIC_COOKIE
@@ -39,65 +35,23 @@ from mcinterconnect.sip.transport import Address
 from mcinterconnect.sip.uri import NameAddr
 from mcinterconnect.tlsprofile import client_context
 from redis_helpers import needs_redis_server, redis_server
+from system_helpers import STEP, Running, client, free_port, running
+from system_helpers import run as run_bounded
 
 __all__ = ["redis_server"]  # the session fixture, imported for the Redis tests
 
 DEADLINE = 25.0
-STEP = 5.0
 ALICE = "sip:alice@a.mc.example"
 BOB = "sip:bob@b.mc.example"
 
 
 def run(scenario: Coroutine[Any, Any, None]) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(DEADLINE):
-            await scenario
-
-    asyncio.run(bounded())
+    run_bounded(scenario, DEADLINE)
 
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> DeploymentConfig:
     return load_deployment(init_deployment(tmp_path / "deployment", explicit=True))
-
-
-@dataclass
-class Running:
-    systems: dict[str, RunningSystem] = field(default_factory=dict)
-    sip3: dict[str, list[bytes]] = field(default_factory=dict)
-
-    def __getitem__(self, name: str) -> RunningSystem:
-        return self.systems[name]
-
-    async def start(self, name: str, config: SystemConfig) -> RunningSystem:
-        self.sip3[name] = []
-        async with asyncio.timeout(STEP):
-            system = await start_system(config, wire_tap=self.sip3[name].append)
-        self.systems[name] = system
-        return system
-
-    async def stop(self, name: str) -> None:
-        async with asyncio.timeout(STEP):
-            await self.systems.pop(name).close()
-
-
-@contextlib.asynccontextmanager
-async def running(*configs: tuple[str, SystemConfig]) -> AsyncIterator[Running]:
-    state = Running()
-    try:
-        for name, config in configs:
-            await state.start(name, config)
-        yield state
-    finally:
-        for system in state.systems.values():
-            async with asyncio.timeout(STEP):
-                await system.close()
-
-
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def audit_lines(path: Path) -> list[dict[str, Any]]:
@@ -243,24 +197,6 @@ def test_every_refusal_rule_over_tls(deployment: DeploymentConfig, case: str, re
 
 
 # ------------------------------------------------------------------ admitted end to end
-
-
-@contextlib.asynccontextmanager
-async def client(user: str, home: SystemConfig) -> AsyncIterator[McClient]:
-    mc = McClient(
-        user,
-        home.sip_core.client_listen,
-        mcx_psi=home.mcx_server.psi,
-        listen_host=home.sip_core.client_listen.host,
-    )
-    try:
-        async with asyncio.timeout(STEP):
-            await mc.start()
-            assert (await mc.register()).status == 200
-        yield mc
-    finally:
-        async with asyncio.timeout(STEP):
-            await mc.close()
 
 
 def test_valid_ear_admitted_end_to_end(deployment: DeploymentConfig) -> None:

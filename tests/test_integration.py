@@ -14,11 +14,9 @@ import json
 import re
 import secrets
 import shutil
-import socket
 import ssl
 import warnings
-from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,6 @@ from mcinterconnect.deploy.pki import (
     write_private_key,
 )
 from mcinterconnect.deploy.probe import ProbeResult, probe, probe_request
-from mcinterconnect.deploy.runner import RunningSystem, start_system
 from mcinterconnect.mcinfo import MCPTT_INFO_TYPE, McpttInfo, find_mcptt_info
 from mcinterconnect.services.client import TEXT_TYPE, McClient, ReceivedMessage
 from mcinterconnect.sip.message import Headers, SipRequest, SipResponse, make_response
@@ -43,9 +40,10 @@ from mcinterconnect.sip.multipart import BodyPart, build_multipart
 from mcinterconnect.sip.parser import StreamFramer, parse_message
 from mcinterconnect.sip.transport import Address
 from mcinterconnect.tlsprofile import client_context
+from system_helpers import STEP, client, free_port, running
+from system_helpers import run as run_bounded
 
 DEADLINE = 20.0
-STEP = 5.0  # bound of any single exchange
 
 ALICE = "sip:alice@a.mc.example"
 ALICE2 = "sip:alice2@a.mc.example"
@@ -53,11 +51,7 @@ BOB = "sip:bob@b.mc.example"
 
 
 def run(scenario: Coroutine[Any, Any, None]) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(DEADLINE):
-            await scenario
-
-    asyncio.run(bounded())
+    run_bounded(scenario, DEADLINE)
 
 
 @pytest.fixture
@@ -65,66 +59,9 @@ def deployment(tmp_path: Path) -> DeploymentConfig:
     return load_deployment(init_deployment(tmp_path / "deployment"))
 
 
-@dataclass
-class Running:
-    """Started systems with what their IS proxies sent across SIP-3 and what they logged."""
-
-    systems: dict[str, RunningSystem] = field(default_factory=dict)
-    sip3: dict[str, list[bytes]] = field(default_factory=dict)
-    events: dict[str, list[dict[str, object]]] = field(default_factory=dict)
-
-    def __getitem__(self, name: str) -> RunningSystem:
-        return self.systems[name]
-
-    async def start(self, name: str, config: SystemConfig) -> RunningSystem:
-        self.sip3[name] = []
-        self.events[name] = []
-        async with asyncio.timeout(STEP):
-            system = await start_system(config, log=self.events[name].append, wire_tap=self.sip3[name].append)
-        self.systems[name] = system
-        return system
-
-
-@contextlib.asynccontextmanager
-async def running(*configs: tuple[str, SystemConfig]) -> AsyncIterator[Running]:
-    state = Running()
-    try:
-        for name, config in configs:
-            await state.start(name, config)
-        yield state
-    finally:
-        for system in state.systems.values():
-            async with asyncio.timeout(STEP):
-                await system.close()
-
-
 def both(deployment: DeploymentConfig) -> tuple[tuple[str, SystemConfig], tuple[str, SystemConfig]]:
     a, b = deployment.systems
     return ("A", a), ("B", b)
-
-
-@contextlib.asynccontextmanager
-async def client(
-    user: str, home: SystemConfig, *, register: bool = True, cls: type[McClient] = McClient
-) -> AsyncIterator[McClient]:
-    """A started client of ``home`` (registered at its SIP core unless told otherwise)."""
-    mc = cls(
-        user,
-        home.sip_core.client_listen,
-        mcx_psi=home.mcx_server.psi,
-        listen_host=home.sip_core.client_listen.host,
-        timeout=STEP,
-    )
-    try:
-        async with asyncio.timeout(STEP):
-            await mc.start()
-            if register:
-                response = await mc.register()
-                assert response.status == 200, response
-        yield mc
-    finally:
-        async with asyncio.timeout(STEP):
-            await mc.close()
 
 
 class ClaimingClient(McClient):
@@ -298,12 +235,6 @@ def test_identity_claimed_by_the_client_is_replaced(deployment: DeploymentConfig
 
 
 # ------------------------------------------------------------------ scale-out
-
-
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 async def read_sip(reader: asyncio.StreamReader) -> SipRequest | SipResponse:

@@ -43,9 +43,10 @@ from mcinterconnect.sip.parser import StreamFramer, parse_message
 from mcinterconnect.sip.proxy import response_destination
 from mcinterconnect.sip.transport import TransportError
 from mcinterconnect.tlsprofile import client_context
+from system_helpers import STEP, client
+from system_helpers import run as run_bounded
 
 DEADLINE = 25.0
-STEP = 5.0
 ALICE = "sip:alice@a.mc.example"
 BOB = "sip:bob@b.mc.example"
 ONE_TO_ONE = McpttInfo(request_uri=ALICE, calling_user_id=BOB)
@@ -54,11 +55,7 @@ TO_CAROL = McpttInfo(request_uri="sip:carol@a.mc.example", calling_user_id=BOB)
 
 
 def run(scenario: Coroutine[Any, Any, None]) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(DEADLINE):
-            await scenario
-
-    asyncio.run(bounded())
+    run_bounded(scenario, DEADLINE)
 
 
 @pytest.fixture
@@ -273,25 +270,6 @@ class AnsweringClient(McClient):
             await self._transport.send(response, response_destination(response))
 
 
-@contextlib.asynccontextmanager
-async def client(user: str, home: SystemConfig, kind: type[McClient] = McClient) -> AsyncIterator[McClient]:
-    mc = kind(
-        user,
-        home.sip_core.client_listen,
-        mcx_psi=home.mcx_server.psi,
-        listen_host=home.sip_core.client_listen.host,
-        timeout=STEP,
-    )
-    try:
-        async with asyncio.timeout(STEP):
-            await mc.start()
-            assert (await mc.register()).status == 200
-        yield mc
-    finally:
-        async with asyncio.timeout(STEP):
-            await mc.close()
-
-
 def wire(captured: list[bytes]) -> list[SipMessage]:
     messages: list[SipMessage] = []
     for data in captured:
@@ -312,7 +290,7 @@ def test_response_bodies_are_protected_across_and_delivered_in_clear(deployment:
         try:
             for config in (a, b):
                 systems.append(await start_system(config, wire_tap=captured.append))
-            async with client(ALICE, a) as alice, client(BOB, b, AnsweringClient) as bob:
+            async with client(ALICE, a) as alice, client(BOB, b, cls=AnsweringClient) as bob:
                 response = await alice.send_message(BOB, "status?")
                 assert response.status == 200
                 # alice reads bob's answer in clear: verified, decrypted, the signature body gone.
