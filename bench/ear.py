@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec as openssl_ec
 
+from benchlib import add_time_options, rate, seconds_of
 from mcinterconnect.crypto import backend, eccsi
 from mcinterconnect.crypto.uid import KeyPeriod
 from mcinterconnect.protect import ear_check
@@ -54,25 +53,6 @@ KMS_URI = "kms.a.mc.example"
 PERIOD = KeyPeriod(2_592_000, 0)
 SOURCE = "sip:mcptt-server@a.mc.example"
 TARGET = "sip:mcptt-server@b.mc.example"
-
-
-def rate(operation: Callable[[], object], seconds: float, repeats: int = 3) -> dict[str, float]:
-    """Calls per second and mean milliseconds of ``operation``: the best of ``repeats`` rounds of
-    about ``seconds / repeats`` each (the best round is the least disturbed by other processes)."""
-    operation()  # warm-up
-    best = math.inf
-    for _ in range(repeats):
-        count = 0
-        start = time.perf_counter()
-        deadline = start + seconds / repeats
-        while True:
-            operation()
-            count += 1
-            now = time.perf_counter()
-            if now >= deadline:
-                break
-        best = min(best, (now - start) / count)
-    return {"per_second": round(1 / best, 1), "ms": round(1000 * best, 4)}
 
 
 def measure(seconds: float) -> dict[str, Any]:
@@ -128,13 +108,15 @@ def measure(seconds: float) -> dict[str, Any]:
     return {
         "ear_octets": len(decode_header_value(header)),
         "header_characters": len(header),
-        "build_sign": rate(build_sign, seconds),
-        "decode": rate(lambda: parse_signed_ear(decode_header_value(header)), seconds),
-        "parse_verify_cached": rate(lambda: parse_verify(shared), seconds),
-        "parse_verify_uncached": rate(lambda: parse_verify(eccsi.Verifier()), seconds),
-        "check_ear_cached": rate(check, seconds),
-        "ecdsa_sign": rate(lambda: key.sign(payload_octets, algorithm), seconds),
-        "ecdsa_verify": rate(lambda: public.verify(ecdsa_signature, payload_octets, algorithm), seconds),
+        "build_sign": rate(build_sign, seconds, repeats=3),
+        "decode": rate(lambda: parse_signed_ear(decode_header_value(header)), seconds, repeats=3),
+        "parse_verify_cached": rate(lambda: parse_verify(shared), seconds, repeats=3),
+        "parse_verify_uncached": rate(lambda: parse_verify(eccsi.Verifier()), seconds, repeats=3),
+        "check_ear_cached": rate(check, seconds, repeats=3),
+        "ecdsa_sign": rate(lambda: key.sign(payload_octets, algorithm), seconds, repeats=3),
+        "ecdsa_verify": rate(
+            lambda: public.verify(ecdsa_signature, payload_octets, algorithm), seconds, repeats=3
+        ),
     }
 
 
@@ -144,10 +126,9 @@ def _line(label: str, figure: dict[str, float]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="time spent per figure")
-    parser.add_argument("--quick", action="store_true", help="0.3 s per figure")
+    add_time_options(parser)
     args = parser.parse_args(argv)
-    seconds = 0.3 if args.quick else args.seconds
+    seconds = seconds_of(args)
 
     import cryptography
 

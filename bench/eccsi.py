@@ -19,37 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import subprocess
 import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec as openssl_ec
 from cryptography.hazmat.primitives.asymmetric import utils as openssl_utils
 
+from benchlib import add_time_options, rate, run_under_backend, seconds_of
+
 MESSAGE = b"<ear>an explicit authentication request of typical size</ear>" * 8
 IDENTIFIER = bytes(range(32))  # the shape of a 33.180 UID
-
-
-def rate(operation: Callable[[], object], seconds: float) -> dict[str, float]:
-    """Calls per second and mean milliseconds of ``operation`` over about ``seconds``."""
-    operation()  # warm-up
-    count = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    while True:
-        operation()
-        count += 1
-        now = time.perf_counter()
-        if now >= deadline:
-            break
-    elapsed = now - start
-    return {"per_second": round(count / elapsed, 1), "ms": round(1000 * elapsed / count, 4)}
 
 
 def _keys() -> tuple[Any, Any, int, Any, bytes]:
@@ -109,38 +90,16 @@ def measure_ecdsa(seconds: float) -> dict[str, Any]:
     }
 
 
-def run_reference_in_subprocess(backend_name: str, seconds: float) -> dict[str, Any] | str:
-    """``measure_reference`` in a fresh interpreter with MCIC_CRYPTO_BACKEND set."""
-    env = dict(os.environ, MCIC_CRYPTO_BACKEND=backend_name)
-    src = Path(__file__).resolve().parent.parent / "src"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH", "")]))
-    done = subprocess.run(
-        [sys.executable, __file__, "--reference-worker", "--seconds", str(seconds)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60 + 10 * seconds,
-        check=False,
-    )
-    if done.returncode != 0:
-        return f"failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    if result["backend"] != backend_name:
-        return f"failed: asked for {backend_name}, ran {result['backend']}"
-    return result
-
-
 def _line(label: str, figure: dict[str, float]) -> None:
     print(f"  {label:<34} {figure['per_second']:>10,.0f} /s  {figure['ms']:>9.4f} ms")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="time spent per figure")
-    parser.add_argument("--quick", action="store_true", help="0.3 s per figure")
+    add_time_options(parser)
     parser.add_argument("--reference-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    seconds = 0.3 if args.quick else args.seconds
+    seconds = seconds_of(args)
 
     if args.reference_worker:
         print(json.dumps(measure_reference(seconds)))
@@ -154,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     reference: dict[str, Any] = {}
     for backend_name in ("int", "gmpy2"):
-        outcome = run_reference_in_subprocess(backend_name, seconds)
+        outcome = run_under_backend(
+            __file__, "--reference-worker", backend_name, seconds, timeout=60 + 10 * seconds
+        )
         reference[backend_name] = outcome
         print(f"reference path, backend {backend_name}:")
         if isinstance(outcome, str):

@@ -26,11 +26,9 @@ is one JSON object with all figures.  ``--quick`` is a smoke run of a few second
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -42,6 +40,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from benchlib import machine
 from mcinterconnect.border.audit import AuditLog
 from mcinterconnect.border.isproxy import INTERNAL_LISTENER, SIP3_LISTENER, Arrival, IsProxy
 from mcinterconnect.border.sealing import Sealer
@@ -516,38 +515,6 @@ def _figures(timings: list[Timing], baseline: Timing) -> dict[str, dict[str, flo
         }
         for t in timings
     }
-
-
-def machine() -> dict[str, object]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "platform": platform.platform(),
-        # Other work on the machine skews the figures: the 1-minute load average when they were taken.
-        "loadavg_1min": round(os.getloadavg()[0], 2),
-        "source_digest": source_digest(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def source_digest() -> str:
-    """SHA-256 (16 hex digits) of the project modules this run loaded: runs of other code differ."""
-    digest = hashlib.sha256()
-    for name, module in sorted(sys.modules.items()):
-        source = getattr(module, "__file__", None)
-        if (name == "mcinterconnect" or name.startswith("mcinterconnect.")) and source:
-            digest.update(name.encode() + b"\0" + Path(source).read_bytes())
-    return digest.hexdigest()[:16]
 
 
 @contextmanager

@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -43,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchlib import machine
 from mcinterconnect.deploy.config import SystemConfig, load_deployment
 from mcinterconnect.deploy.init import init_deployment
 from mcinterconnect.deploy.runner import RunningSystem, StartError, start_system
@@ -295,35 +294,6 @@ async def measure(directory: Path, settings: Settings) -> tuple[PathResult, Path
 
 
 # ---------------------------------------------------------------------------- output
-def machine() -> dict[str, object]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    return {
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "platform": platform.platform(),
-        # Other work on the machine skews the figures: the 1-minute load average when they were taken.
-        "loadavg_1min": round(os.getloadavg()[0], 2),
-        "source_digest": source_digest(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def source_digest() -> str:
-    """SHA-256 (16 hex digits) of the project modules this run loaded: runs of other code differ."""
-    digest = hashlib.sha256()
-    for name, module in sorted(sys.modules.items()):
-        source = getattr(module, "__file__", None)
-        if (name == "mcinterconnect" or name.startswith("mcinterconnect.")) and source:
-            digest.update(name.encode() + b"\0" + Path(source).read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def report(
     local: PathResult, crossing: PathResult, events: Counter[str], settings: Settings, loop: str
 ) -> dict[str, Any]:

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import secrets
-import subprocess
 import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+from benchlib import add_time_options, rate, run_under_backend, seconds_of
 
 BACKENDS = ("int", "gmpy2")
 OPERATIONS = (
@@ -44,33 +42,6 @@ OPERATIONS = (
     "multiply_r",
 )
 IDENTIFIER = bytes(range(32))  # the shape of a 33.180 UID
-
-
-def rate(operation: Callable[[], object], seconds: float) -> dict[str, float]:
-    """Calls per second and mean milliseconds of ``operation`` over about ``seconds``.
-
-    ``best_ms`` is the fastest single call: on a loaded machine it moves less than the mean.
-    """
-    operation()  # warm-up
-    count = 0
-    best = float("inf")
-    start = now = time.perf_counter()
-    deadline = start + seconds
-    while True:
-        before = now
-        operation()
-        count += 1
-        now = time.perf_counter()
-        best = min(best, now - before)
-        if now >= deadline:
-            break
-    elapsed = now - start
-    return {
-        "per_second": round(count / elapsed, 2),
-        "ms": round(1000 * elapsed / count, 3),
-        "best_ms": round(1000 * best, 3),
-        "runs": count,
-    }
 
 
 def measure(seconds: float) -> dict[str, Any]:
@@ -102,35 +73,12 @@ def measure(seconds: float) -> dict[str, Any]:
     return figures
 
 
-def run_in_subprocess(backend_name: str, seconds: float) -> dict[str, Any] | str:
-    """``measure`` in a fresh interpreter with MCIC_CRYPTO_BACKEND set; an error text on failure."""
-    env = dict(os.environ, MCIC_CRYPTO_BACKEND=backend_name)
-    src = Path(__file__).resolve().parent.parent / "src"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH", "")]))
-    done = subprocess.run(
-        [sys.executable, __file__, "--worker", "--seconds", str(seconds)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120 + 20 * seconds * len(OPERATIONS),
-        check=False,
-    )
-    if done.returncode != 0:
-        stderr = done.stderr.strip()
-        return f"failed: {stderr.splitlines()[-1] if stderr else done.returncode}"
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    if result["backend"] != backend_name:
-        return f"failed: asked for {backend_name}, ran {result['backend']}"
-    return result
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="time spent per figure")
-    parser.add_argument("--quick", action="store_true", help="0.3 s per figure")
+    add_time_options(parser)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    seconds = 0.3 if args.quick else args.seconds
+    seconds = seconds_of(args)
 
     if args.worker:
         print(json.dumps(measure(seconds)))
@@ -139,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SAKKE parameter set 1 — Python {platform.python_version()}, {seconds:g} s per figure")
     results: dict[str, dict[str, Any] | str] = {}
     for backend_name in BACKENDS:
-        results[backend_name] = run_in_subprocess(backend_name, seconds)
+        results[backend_name] = run_under_backend(
+            __file__, "--worker", backend_name, seconds, timeout=120 + 20 * seconds * len(OPERATIONS)
+        )
     header = "".join(f"{name + ' (/s, mean ms, best ms)':>32}" for name in BACKENDS)
     print(f"  {'operation':<14}{header}{'int / gmpy2':>14}")
     ratios: dict[str, float] = {}

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from lxml import etree
 
+from benchlib import add_time_options, rate, seconds_of
 from mcinterconnect.protect.xmlprotect import (
     XmlKeys,
     decrypt_elements,
@@ -62,24 +60,6 @@ INFO = b"""<?xml version="1.0" encoding="UTF-8"?>
 </mcpttinfo>
 """
 TEXT = b"Meet at the north gate at 14:00. Bring the spare radios."
-
-
-def rate(operation: Callable[[], object], seconds: float, repeats: int = 3) -> dict[str, float]:
-    """Calls per second and mean µs of ``operation``: the best of ``repeats`` rounds."""
-    operation()  # warm-up
-    best = math.inf
-    for _ in range(repeats):
-        count = 0
-        start = time.perf_counter()
-        deadline = start + seconds / repeats
-        while True:
-            operation()
-            count += 1
-            now = time.perf_counter()
-            if now >= deadline:
-                break
-        best = min(best, (now - start) / count)
-    return {"per_second": round(1 / best, 1), "us": round(1e6 * best, 2)}
 
 
 def message() -> SipRequest:
@@ -133,16 +113,16 @@ def measure(seconds: float) -> dict[str, Any]:
     return {
         "message_octets": len(plain.body),
         "protected_octets": len(protected.body),
-        "protect": rate(protect, seconds),
-        "unprotect": rate(unprotect, seconds),
-        "encrypt_elements": rate(lambda: encrypt_elements(INFO, keys), seconds),
-        "decrypt_elements": rate(lambda: decrypt_elements(encrypted, resolve), seconds),
-        "sign_bodies": rate(lambda: sign_bodies([part], keys), seconds),
-        "verify_bodies": rate(lambda: verify_bodies(signed, [part], resolve), seconds),
-        "derive_keys": rate(lambda: XmlKeys.derive(xpk, 0x3ABCDEF1, "a.mc.example"), seconds),
-        "parse": rate(lambda: parse_xml(INFO), seconds),
-        "aesgcm": rate(lambda: cipher.encrypt(iv, INFO, None), seconds),
-        "multipart": rate(lambda: parse_multipart(plain.body, header), seconds),
+        "protect": rate(protect, seconds, repeats=3),
+        "unprotect": rate(unprotect, seconds, repeats=3),
+        "encrypt_elements": rate(lambda: encrypt_elements(INFO, keys), seconds, repeats=3),
+        "decrypt_elements": rate(lambda: decrypt_elements(encrypted, resolve), seconds, repeats=3),
+        "sign_bodies": rate(lambda: sign_bodies([part], keys), seconds, repeats=3),
+        "verify_bodies": rate(lambda: verify_bodies(signed, [part], resolve), seconds, repeats=3),
+        "derive_keys": rate(lambda: XmlKeys.derive(xpk, 0x3ABCDEF1, "a.mc.example"), seconds, repeats=3),
+        "parse": rate(lambda: parse_xml(INFO), seconds, repeats=3),
+        "aesgcm": rate(lambda: cipher.encrypt(iv, INFO, None), seconds, repeats=3),
+        "multipart": rate(lambda: parse_multipart(plain.body, header), seconds, repeats=3),
     }
 
 
@@ -152,10 +132,9 @@ def _line(label: str, figure: dict[str, float]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="time spent per figure")
-    parser.add_argument("--quick", action="store_true", help="0.3 s per figure")
+    add_time_options(parser)
     args = parser.parse_args(argv)
-    seconds = 0.3 if args.quick else args.seconds
+    seconds = seconds_of(args)
 
     import cryptography
 
