@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest venv clean
+.PHONY: demo test lint typecheck pytest venv clean bench
 
 venv: $(STAMP)
 
@@ -28,6 +28,19 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# Border benchmark, ours against Kamailio (bench/border.py, issue 7); not part of `make test` or CI.
+BENCH_PACKAGES := kamailio kamailio-tls-modules kamailio-redis-modules sip-tester redis-server
+bench: $(STAMP)
+	@need=""; for package in $(BENCH_PACKAGES); do \
+	  dpkg -s $$package >/dev/null 2>&1 || need="$$need $$package"; \
+	done; \
+	if [ -n "$$need" ]; then \
+	  echo "installing:$$need"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$need; \
+	fi
+	$(BIN)/python bench/border.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mcinterconnect.deploy.config import SystemConfig
@@ -32,6 +34,8 @@ class Running:
 
     systems: dict[str, RunningSystem] = field(default_factory=dict)
     sip3: dict[str, list[bytes]] = field(default_factory=dict)
+    #: What each HTTP proxy sent across HTTP-3, in plaintext (issue 6 leak tests).
+    http3: dict[str, list[bytes]] = field(default_factory=dict)
     events: dict[str, list[dict[str, object]]] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> RunningSystem:
@@ -39,9 +43,15 @@ class Running:
 
     async def start(self, name: str, config: SystemConfig) -> RunningSystem:
         self.sip3[name] = []
+        self.http3[name] = []
         self.events[name] = []
         async with asyncio.timeout(STEP):
-            system = await start_system(config, log=self.events[name].append, wire_tap=self.sip3[name].append)
+            system = await start_system(
+                config,
+                log=self.events[name].append,
+                wire_tap=self.sip3[name].append,
+                http_wire_tap=self.http3[name].append,
+            )
         self.systems[name] = system
         return system
 
@@ -86,6 +96,15 @@ async def client(
     finally:
         async with asyncio.timeout(STEP):
             await mc.close()
+
+
+def audit_lines(path: Path, component: str | None = "is-proxy") -> list[dict[str, Any]]:
+    """The lines of an audit file written by ``component`` (the IS proxy by default: the HTTP
+    proxy and the GMS write to the same file); ``None``: every line."""
+    if not path.exists():
+        return []
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line for line in lines if component is None or line.get("component") == component]
 
 
 def free_port(host: str) -> int:

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,3 +218,57 @@ def test_client_registers_and_sends_across_a_running_deployment(
     assert [line.split(" (")[0] for line in out.splitlines()] == ["system A", "system B"]
     deployment = load_deployment(deployment_dir)
     assert not any(accepts(system.sip_core.client_listen) for system in deployment.systems)
+
+
+def _group(deployment_dir: Path, system: str, user: str, group: str, *extra: str) -> dict[str, Any]:
+    """``mcic group get`` until the own GMS holds ``group`` (GMS A polls GMS B after both start)."""
+    deadline = time.monotonic() + BOUND
+    while True:
+        result = mcic("group", "get", deployment_dir, "--system", system, "--user", user, group, *extra)
+        if result.returncode == 0:
+            parsed: dict[str, Any] = json.loads(result.stdout)
+            return parsed
+        assert time.monotonic() < deadline, result.stderr
+        time.sleep(0.2)
+
+
+def test_group_get_reads_a_partner_group_and_its_gmk_from_the_own_gms(
+    deployment_dir: Path, running: subprocess.Popen[str]
+) -> None:
+    """Issue 6 from the command line: alice@A reads the B-homed group through her own HTTP proxy;
+    its GMK is signed by GMS A; bob@B, at home in B, opens a GMK with the same GMK-ID."""
+    alice = _group(deployment_dir, "A", "alice", "sip:rescue@b.mc.example", "--gmk")
+    assert alice["user"] == "sip:alice@a.mc.example"
+    assert alice["members"] == ["sip:alice@a.mc.example"]  # only A-homed members (WA-IC-12)
+    assert alice["display_name"] == "Rescue B" and alice["etag"].startswith('"')
+    assert alice["gmk_signed_by"] == "sip:gms@a.mc.example"
+    bob = _group(deployment_dir, "B", "bob", "sip:rescue@b.mc.example", "--gmk")
+    assert bob["members"] == ["sip:bob@b.mc.example", "sip:dispatch@b.mc.example", "sip:alice@a.mc.example"]
+    assert bob["gmk_signed_by"] == "sip:gms@b.mc.example"
+    assert bob["gmk_id"] == alice["gmk_id"] and len(alice["gmk_id"]) == 8
+    # the key itself is never printed
+    assert set(alice) == {
+        "user",
+        "group",
+        "etag",
+        "display_name",
+        "members",
+        "services",
+        "gmk_id",
+        "gmk_signed_by",
+    }
+    # refusals: one line each, exit 1
+    line = assert_one_error_line(
+        mcic("group", "get", deployment_dir, "--system", "A", "--user", "alice", "sip:nothing@b.mc.example")
+    )
+    assert line.endswith("sip:nothing@b.mc.example: the server answered 404 (not-found)")
+    line = assert_one_error_line(
+        mcic("group", "get", deployment_dir, "--system", "A", "--user", "carol", "sip:rescue@b.mc.example")
+    )
+    assert "users/carol.crt: file not found" in line
+    line = assert_one_error_line(
+        mcic("group", "get", deployment_dir, "--system", "A", "--user", "alice", "not-an-id")
+    )
+    assert "group ID 'not-an-id': not an MC service ID" in line
+    running.terminate()
+    running.wait(BOUND)

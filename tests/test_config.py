@@ -88,7 +88,21 @@ def test_generated_deployment_round_trip(generated: Path) -> None:
     assert (partner.authentication.inbound, partner.authentication.outbound) == ("implicit", "implicit")
     assert "REGISTER" not in partner.allowed_methods
     assert "INVITE" in partner.allowed_methods
-    assert partner.psis == {"mcptt": "sip:mcptt-server@b.mc.example"}
+    assert partner.psis == {"mcptt": "sip:mcptt-server@b.mc.example", "gms": "sip:gms@b.mc.example"}
+    # HTTP-3 border and GMS (issue 6): the partner's HTTP proxy by name and address, the allow-list
+    assert partner.http_proxy_host == "httpproxy.b.mc.example"
+    assert b.http_proxy is not None and a.http_proxy is not None and a.gms is not None
+    assert partner.http_proxy_address == b.http_proxy.http3_listen
+    assert partner.http_rules == (
+        ("GET", "/org.openmobilealliance.groups/groups/"),
+        ("GET", "/org.openmobilealliance.groups/gmk/"),
+    )
+    assert a.http_proxy.http3_listen.host == "127.0.0.1"
+    assert a.http_proxy.routes == {"/org.openmobilealliance.groups/": a.gms.listen}
+    assert a.gms.psi == "sip:gms@a.mc.example"
+    assert a.gms.partner_groups == ["sip:rescue@b.mc.example"]
+    assert a.gms.groups == (generated / "a" / "groups").resolve()
+    assert {"127.0.10.1", f"127.0.10.1:{a.gms.listen.port}"} <= set(a.internal_markers())
     # internal services of A and B on distinct loopback hosts, for the leak test
     assert {address.host for address in a.internal_addresses()} == {"127.0.10.1"}
     assert {address.host for address in b.internal_addresses()} == {"127.0.20.1"}
@@ -108,6 +122,19 @@ def test_generated_files(generated: Path) -> None:
         assert (folder / "partners" / f"{other}-ca.crt").read_bytes() == (
             generated / other / "pki" / "ca.crt"
         ).read_bytes()
+        # HTTP proxy (dNSName, server and client), GMS and demo user (URI, client only)
+        user = {"a": "alice", "b": "bob"}[letter]
+        for name, dns, uri in (
+            ("pki/httpproxy", [f"httpproxy.{letter}.mc.example"], []),
+            ("pki/gms", [], [f"sip:gms@{letter}.mc.example"]),
+            (f"users/{user}", [], [f"sip:{user}@{letter}.mc.example"]),
+        ):
+            assert stat.S_IMODE((folder / f"{name}.key").stat().st_mode) == 0o600, name
+            cert = load_certificate(folder / f"{name}.crt")
+            cert.verify_directly_issued_by(ca)
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            assert names.get_values_for_type(x509.DNSName) == dns
+            assert names.get_values_for_type(x509.UniformResourceIdentifier) == uri
         [(key_id, key)] = load_sealing_keys(folder / "keys" / "sealing.keys")
         assert key_id == 1 and len(key) == 64
         Sealer.from_file(folder / "keys" / "sealing.keys")
@@ -115,8 +142,8 @@ def test_generated_files(generated: Path) -> None:
         generated / "b" / "keys" / "sealing.keys"
     )
     readme = (generated / "README.txt").read_text().splitlines()
-    assert len(readme) == 12
-    assert "SIP-3 listeners on 127.0.0.1" in readme[-2]
+    assert len(readme) == 17
+    assert "SIP-3 listeners and both" in readme[-3] and "HTTP-3 listeners on 127.0.0.1" in readme[-2]
 
 
 def test_generated_toml_is_commented(generated: Path) -> None:
@@ -380,8 +407,8 @@ def test_explicit_inbound_needs_the_partner_kms_certificate(deployment: Path) ->
             "explicit outbound authentication toward B needs the KMS's CA",
         ),
         (
-            'psis = { mcptt = "sip:mcptt-server@b.mc.example" }\n',
-            "",
+            'psis = { mcptt = "sip:mcptt-server@b.mc.example", gms = "sip:gms@b.mc.example" }\n',
+            'psis = { gms = "sip:gms@b.mc.example" }\n',
             "partner[0].psis: explicit outbound "
             "authentication toward B needs the partner's mcptt PSI (EAR Target ID)",
         ),
@@ -546,3 +573,78 @@ def test_deployment_names_missing_system_file(deployment: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_deployment(deployment)
     assert str(info.value) == f"{deployment / 'c' / 'system.toml'}: file not found"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        (
+            'http_proxy_host = "httpproxy.b.mc.example"\n',
+            "",
+            "partner[0]: http_proxy_host, http_proxy_address: give both (the partner's HTTP proxy "
+            "name and address on HTTP-3) or neither",
+        ),
+        (
+            'http_allowed = ["GET /org.openmobilealliance.groups/groups/"',
+            'http_allowed = ["FETCH /org.openmobilealliance.groups/groups/"',
+            "partner[0].http_allowed: unknown HTTP method 'FETCH' "
+            "(expected one of DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT)",
+        ),
+        (
+            'http_allowed = ["GET /org.openmobilealliance.groups/groups/"',
+            'http_allowed = ["GET /org.openmobilealliance.groups/../kms/"',
+            "partner[0].http_allowed: path prefix '/org.openmobilealliance.groups/../kms/' must start "
+            "with '/' and hold no '?', '#', '%', '\\' or dot segments",
+        ),
+        (
+            'http_allowed = ["GET /org.openmobilealliance.groups/groups/"',
+            'http_allowed = ["GET"',
+            "partner[0].http_allowed: expected 'METHOD /path/prefix', got 'GET'",
+        ),
+        (
+            'routes = { "/org.openmobilealliance.groups/"',
+            'routes = { "/org.openmobilealliance.groups"',
+            "http_proxy.routes: route prefix '/org.openmobilealliance.groups' must start and end "
+            "with '/' (no '?' or '%')",
+        ),
+        (
+            'http3_listen = "127.0.0.1:',
+            'http3_listen = "udp://127.0.0.1:',
+            "http_proxy.http3_listen: HTTPS only: write host:port",
+        ),
+        (
+            'partner_groups = ["sip:rescue@b.mc.example"]',
+            'partner_groups = ["sip:rescue@c.mc.example"]',
+            "gms.partner_groups: sip:rescue@c.mc.example is not in a partner's domains",
+        ),
+        (
+            'psis = { mcptt = "sip:mcptt-server@b.mc.example", gms = "sip:gms@b.mc.example" }',
+            'psis = { mcptt = "sip:mcptt-server@b.mc.example" }',
+            "gms.partner_groups: sip:rescue@b.mc.example: partner B has no psis.gms "
+            "(the partner GMS that signs the group's GMK)",
+        ),
+        (
+            'psi = "sip:gms@a.mc.example"',
+            'psi = "sip:gms@b.mc.example"',
+            "gms.psi: not in this system's domains",
+        ),
+        (
+            'groups = "groups"',
+            'groups = "no-such-folder"',
+            "gms.groups: folder not found: {folder}/no-such-folder",
+        ),
+    ],
+)
+def test_http_proxy_and_gms_errors_name_the_key(deployment: Path, old: str, new: str, error: str) -> None:
+    """Issue 6 configuration: each mistake is one line naming the file and the key."""
+    path = deployment / "a" / "system.toml"
+    _edit(path, old, new)
+    assert _error(path) == f"{path}: {error.format(folder=path.parent.resolve())}"
+
+
+def test_partner_groups_need_the_http_proxy(deployment: Path) -> None:
+    path = deployment / "a" / "system.toml"
+    text = path.read_text()
+    start, end = text.index("[http_proxy]"), text.index("[gms]")
+    path.write_text(text[:start] + text[end:])
+    assert _error(path) == f"{path}: http_proxy: missing table: gms.partner_groups are fetched over HTTP-3"

@@ -5,6 +5,7 @@ wire and in clear at bob, tampered, unknown SPK-ID, unprotected), every row as e
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,11 @@ EXPECTED_SCENARIOS = (
     "(c) from B, source claims A's domain (P-Asserted-Identity)",
     "(c) from B, calling user claims A's domain (mcptt-info)",
     "(d) plain TCP (no TLS) -> A's SIP-3",
+    "GMS: alice@A reads rescue@B from her own GMS (HTTP proxy A, client side)",
+    "GMK of rescue@B: GMS B -> GMS A -> alice@A (re-wrapped by GMS A)",
+    "alice@A's client straight to B's HTTP proxy (HTTP-3 side)",
+    "alice@A's client straight to B's HTTP proxy (client side)",
+    "explicit: GMS A fetches rescue@B with an EAR of GMS A over HTTP-3",
     "explicit: MESSAGE alice@A -> bob@B with an EAR of MCX A",
     "explicit: MESSAGE bob@B -> alice@A with an EAR of MCX B",
     "(e) explicit: forged EAR (key of another identity) -> A's SIP-3",
@@ -92,10 +98,11 @@ def test_run_demo_passes_every_row_quickly(tmp_path: Path) -> None:
     )
     assert any(b"\r\nMC-EAR: " in data for data in run.explicit_sip3_bytes)
     assert not any(b"\r\nMC-EAR: " in data for data in run.sip3_bytes)  # the implicit phase signs nothing
-    # The deployment the demo wrote is a real one, audit log on disk included.
-    assert (tmp_path / "demo" / "a" / "audit.jsonl").read_text(encoding="utf-8").count("\n") == len(
-        run.audit["A"]
-    )
+    # The deployment the demo wrote is a real one, audit log on disk included; the IS proxy, the
+    # HTTP proxy and the GMS of a system write to the same file, one component each.
+    lines = [json.loads(line) for line in (tmp_path / "demo" / "a" / "audit.jsonl").read_text().splitlines()]
+    assert len([line for line in lines if line["component"] == "is-proxy"]) == len(run.audit["A"])
+    assert {line["component"] for line in lines} == {"is-proxy", "http-proxy", "gms"}
 
 
 def test_mcic_demo_command_prints_the_table(tmp_path: Path) -> None:

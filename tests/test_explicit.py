@@ -12,7 +12,6 @@ them (its own TLS certificate) with EARs signed from keys provisioned offline
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from collections.abc import Coroutine
@@ -35,7 +34,7 @@ from mcinterconnect.sip.transport import Address
 from mcinterconnect.sip.uri import NameAddr
 from mcinterconnect.tlsprofile import client_context
 from redis_helpers import needs_redis_server, redis_server
-from system_helpers import STEP, Running, client, free_port, running
+from system_helpers import STEP, Running, audit_lines, client, free_port, running
 from system_helpers import run as run_bounded
 
 __all__ = ["redis_server"]  # the session fixture, imported for the Redis tests
@@ -52,12 +51,6 @@ def run(scenario: Coroutine[Any, Any, None]) -> None:
 @pytest.fixture
 def deployment(tmp_path: Path) -> DeploymentConfig:
     return load_deployment(init_deployment(tmp_path / "deployment", explicit=True))
-
-
-def audit_lines(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 async def wait_for_line(path: Path, mark: int, reason: str) -> dict[str, Any]:
@@ -278,6 +271,9 @@ def second_instance(a: SystemConfig, replay_store: str) -> SystemConfig:
             ),
             "mcx_server": a.mcx_server.model_copy(update={"listen": Address("tcp", host, free_port(host))}),
             "kms": a.kms.model_copy(update={"listen": Address("tcp", host, free_port(host))}),
+            # the HTTP-3 border and the GMS take no part here: not a second copy of them
+            "http_proxy": None,
+            "gms": None,
         }
     )
 

@@ -244,10 +244,17 @@ def test_external_requester_gets_only_what_its_domain_may_see() -> None:
             ) as r:
                 seen = GroupDocument.from_xml(await r.read())
             assert seen == GroupDocument(FIRE.group_id, members=(FIRE.members[2],))
+            # No visibility rule for the requester's domain: as if the group did not exist
+            # (minimum disclosure, WA-IC-12), the same answer as for a group that does not.
             async with http.get(base + PATH, headers={ASSERTED_IDENTITY_HEADER: "sip:x@e.mc.example"}) as r:
+                assert r.status == 404
                 text = await r.read()
-            assert GroupDocument.from_xml(text) == GroupDocument(FIRE.group_id)
-            assert b"bob" not in text and b"alice" not in text
+            assert text == b"not-found\n" and "ETag" not in r.headers
+            async with http.get(
+                base + group_path("sip:nothing@b.mc.example"),
+                headers={ASSERTED_IDENTITY_HEADER: "sip:x@e.mc.example"},
+            ) as r:
+                assert r.status == 404 and await r.read() == text
             async with http.get(
                 base + PATH, headers={ASSERTED_IDENTITY_HEADER: "sip:carol@b.mc.example"}
             ) as r:

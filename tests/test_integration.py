@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import secrets
 import shutil
@@ -40,7 +39,7 @@ from mcinterconnect.sip.multipart import BodyPart, build_multipart
 from mcinterconnect.sip.parser import StreamFramer, parse_message
 from mcinterconnect.sip.transport import Address
 from mcinterconnect.tlsprofile import client_context
-from system_helpers import STEP, client, free_port, running
+from system_helpers import STEP, audit_lines, client, free_port, running
 from system_helpers import run as run_bounded
 
 DEADLINE = 20.0
@@ -289,6 +288,9 @@ def test_second_is_proxy_instance_restores_a_response_to_what_the_first_forwarde
             "kms": b.kms.model_copy(update={"listen": Address("tcp", host_b, free_port(host_b))})
             if b.kms is not None
             else None,
+            # the HTTP-3 border and the GMS take no part here: not a second copy of them
+            "http_proxy": None,
+            "gms": None,
         }
     )
 
@@ -334,12 +336,6 @@ def test_second_is_proxy_instance_restores_a_response_to_what_the_first_forwarde
 
 
 # ------------------------------------------------------------------ SIP-3 TLS identity
-
-
-def audit_lines(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 async def new_audit_lines(path: Path, mark: int, *, wanted: str) -> list[dict[str, Any]]:

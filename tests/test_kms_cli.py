@@ -134,7 +134,9 @@ def test_import_partner_prints_the_line_when_the_layout_is_unknown(deployment: P
     partner = load_system(system_file).partner[0]
     inline = (
         f'partner = [{{ name = "B", domains = ["b.mc.example"], is_proxy_host = "{partner.is_proxy_host}", '
-        f'is_proxy_address = "{partner.is_proxy_address}", trust_anchors = ["partners/b-ca.crt"] }}]\n'
+        f'is_proxy_address = "{partner.is_proxy_address}", trust_anchors = ["partners/b-ca.crt"], '
+        f'psis = {{ gms = "sip:gms@b.mc.example" }}, http_proxy_host = "{partner.http_proxy_host}", '
+        f'http_proxy_address = "{partner.http_proxy_address}" }}]\n'
     )
     head = text[:start]
     top = head.index("[system]")  # a top-level key must come before the first table

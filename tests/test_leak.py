@@ -173,6 +173,14 @@ def test_demo_sip3_traffic_leaks_nothing_internal(tmp_path: Path) -> None:
     # ... and it runs with SPK protection: no user identity crosses in clear, in bodies or headers.
     assert b"EncryptedData" in b"".join(explicit)
     assert leaks(explicit, identity_markers(ALICE, BOB)) == []
+    # HTTP-3 (issue 6): the GMSs' requests and answers name no internal address either, and A's
+    # requests never name alice (GMS B must not learn A's members).
+    http3 = run.http3_bytes
+    assert http3 and b"GET /org.openmobilealliance.groups/groups/" in b"".join(http3)
+    assert leaks(http3, deployment_markers(run.deployment)) == []
+    assert b"127.0.10." not in b"".join(http3) and b"127.0.20." not in b"".join(http3)
+    requests = [data for data in http3 if data.startswith(b"GET ")]
+    assert requests and not any(b"alice" in data for data in requests)
 
 
 # ------------------------------------------------------------------ traffic generated here

@@ -112,7 +112,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return Backend("sqlite", lambda: SqliteReplayStore(path, clock=wall), clock_wait(wall), shared=True)
     server: RedisServer = request.getfixturevalue("redis_server")
     prefix = unique_prefix()
-    return Backend("redis", lambda: RedisReplayStore(server.url, prefix=prefix), asyncio.sleep, shared=True)
+    # The shared suite is about answers, not deadlines: a generous timeout keeps it meaningful on a
+    # loaded machine (the 0.25 s default's fail-closed behaviour has tests of its own below).
+    return Backend(
+        "redis", lambda: RedisReplayStore(server.url, prefix=prefix, timeout=2.0), asyncio.sleep, shared=True
+    )
 
 
 # --------------------------------------------------------------------------------------------

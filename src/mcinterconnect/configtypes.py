@@ -45,5 +45,39 @@ def domain_name(value: str) -> str:
     return value
 
 
+def https_address(value: object) -> Address:
+    """``host:port`` of an HTTPS listener or peer (``https://`` or ``tls://`` tolerated)."""
+    if isinstance(value, Address):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("an HTTPS address is a string like '127.0.10.1:8443'")
+    text = value.strip()
+    for prefix in ("https://", "tls://"):
+        if text.lower().startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    if "://" in text:
+        raise ValueError("HTTPS only: write host:port")
+    return Address.parse("tls://" + text)
+
+
+def http_address(value: object) -> Address:
+    """``host:port`` of a plain-HTTP listener on the internal network (``http://`` tolerated)."""
+    if isinstance(value, Address):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("an HTTP address is a string like '127.0.10.1:8080'")
+    text = value.strip()
+    if text.lower().startswith("http://"):
+        text = text[len("http://") :]
+    if "://" in text:
+        raise ValueError("write host:port (plain HTTP on the internal network)")
+    return Address.parse("tcp://" + text)
+
+
 AddressField = Annotated[Address, BeforeValidator(address)]
+#: ``host:port`` served or reached over HTTPS (``Address`` with transport ``tls``).
+HttpsAddressField = Annotated[Address, BeforeValidator(https_address)]
+#: ``host:port`` served or reached over plain HTTP inside one system (transport ``tcp``).
+HttpAddressField = Annotated[Address, BeforeValidator(http_address)]
 McIdField = Annotated[str, BeforeValidator(mc_id)]

@@ -17,7 +17,15 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from mcinterconnect.configtypes import AddressField, ConfigModel, McIdField, domain_name, mc_id
+from mcinterconnect.configtypes import (
+    AddressField,
+    ConfigModel,
+    HttpAddressField,
+    HttpsAddressField,
+    McIdField,
+    domain_name,
+    mc_id,
+)
 from mcinterconnect.protect.spk import DEFAULT_GRACE, MAX_GRACE
 from mcinterconnect.sip.transport import Address
 
@@ -50,6 +58,38 @@ class AuthenticationPolicy(ConfigModel):
 
     inbound: AuthenticationMode = "implicit"
     outbound: AuthenticationMode = "implicit"
+
+
+#: HTTP methods an ``http_allowed`` rule may name.
+HTTP_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"})
+#: Default ``http_allowed``: a partner may read group documents and fetch group keys (CSC-16,
+#: WA-IC-06, WA-IC-22), nothing else.
+DEFAULT_HTTP_ALLOWED = (
+    "GET /org.openmobilealliance.groups/groups/",
+    "GET /org.openmobilealliance.groups/gmk/",
+)
+
+
+def http_rule(value: str) -> tuple[str, str]:
+    """``"METHOD /path/prefix"`` → ``(METHOD, /path/prefix)``; ValueError says why not."""
+    parts = value.split()
+    if len(parts) != 2:
+        raise ValueError(f"expected 'METHOD /path/prefix', got {value[:60]!r}")
+    method, prefix = parts[0].upper(), parts[1]
+    if method not in HTTP_METHODS:
+        raise ValueError(
+            f"unknown HTTP method {parts[0][:20]!r} (expected one of {', '.join(sorted(HTTP_METHODS))})"
+        )
+    if (
+        not prefix.startswith("/")
+        or any(char in prefix for char in "?#%\\")
+        or "/../" in prefix + "/"
+        or "/./" in prefix + "/"
+    ):
+        raise ValueError(
+            f"path prefix {prefix[:60]!r} must start with '/' and hold no '?', '#', '%', '\\' or dot segments"
+        )
+    return method, prefix
 
 
 #: Names of ``allowed_request_types``: the EAR Request types of Table J.2.3-1 a partner may use
@@ -111,6 +151,13 @@ class PartnerAgreement(ConfigModel):
     allowed_request_types: list[str] = Field(default_factory=lambda: list(DEFAULT_REQUEST_TYPES))
     #: SPK protection of MC XML bodies on this link (absent: none).
     spk: SpkSettings | None = None
+    #: The partner's HTTP proxy on HTTP-3 (WA-IC-06, WA-IC-14): the name its TLS certificate must
+    #: carry (subjectAltName dNSName) and where it listens (``host:port``, HTTPS with mutual TLS).
+    #: Both or neither; absent: no HTTP-3 with this partner.
+    http_proxy_host: str | None = None
+    http_proxy_address: HttpsAddressField | None = None
+    #: What this partner may ask over HTTP-3: ``"METHOD /path/prefix"`` rules (WA-IC-06).
+    http_allowed: list[str] = Field(default_factory=lambda: list(DEFAULT_HTTP_ALLOWED))
 
     @field_validator("domains")
     @classmethod
@@ -140,6 +187,17 @@ class PartnerAgreement(ConfigModel):
             raise ValueError("REGISTER never crosses the border (clients register at home only)")
         return upper
 
+    @field_validator("http_proxy_host")
+    @classmethod
+    def _http_host(cls, value: str | None) -> str | None:
+        return None if value is None else domain_name(value)
+
+    @field_validator("http_allowed")
+    @classmethod
+    def _http_allowed(cls, values: list[str]) -> list[str]:
+        rules = [http_rule(value) for value in values]
+        return [f"{method} {prefix}" for method, prefix in dict.fromkeys(rules)]
+
     @field_validator("allowed_request_types")
     @classmethod
     def _request_types(cls, values: list[str]) -> list[str]:
@@ -166,6 +224,11 @@ class PartnerAgreement(ConfigModel):
                 "kms_certificate: missing key: explicit inbound authentication verifies the partner's "
                 "EARs under its KMS certificate (import it with mcic kms import-partner)"
             )
+        if (self.http_proxy_host is None) != (self.http_proxy_address is None):
+            raise ValueError(
+                "http_proxy_host, http_proxy_address: give both (the partner's HTTP proxy name and "
+                "address on HTTP-3) or neither"
+            )
         if self.spk is not None and "mcptt" not in self.psis:
             raise ValueError(
                 "psis: SPK protection needs the partner's mcptt PSI: it replaces the target's identity "
@@ -182,6 +245,11 @@ class PartnerAgreement(ConfigModel):
     def explicit_outbound(self) -> bool:
         """Requests to this partner must carry an EAR signed by the sending server."""
         return self.authentication.outbound == "explicit"
+
+    @property
+    def http_rules(self) -> tuple[tuple[str, str], ...]:
+        """``http_allowed`` as ``(METHOD, /path/prefix)`` pairs."""
+        return tuple(http_rule(value) for value in self.http_allowed)
 
 
 class IsProxySettings(ConfigModel):
@@ -234,3 +302,45 @@ class IsProxySettings(ConfigModel):
         if spec.startswith("sqlite:") and spec.removeprefix("sqlite:") and not spec.startswith("sqlite://"):
             return spec
         raise ValueError("expected 'memory', 'sqlite:PATH' or 'redis://host:port/db'")
+
+
+class HttpProxySettings(ConfigModel):
+    """The HTTP proxy of one system (TS 33.180 11.1.1, WA-IC-06): three faces.
+
+    * ``client_listen``: HTTP-1 over TLS for this system's own clients, mutual TLS with
+      ``client_trust_anchors``; it reaches this system's servers only (``routes``), never a partner;
+    * ``internal_listen``: plain HTTP on the internal network, where this system's servers (the
+      GMS) send requests for a partner, which is chosen by the domain in the ``Host`` header;
+    * ``http3_listen``: HTTP-3, mutual TLS 1.2/1.3 with partner HTTP proxies only.
+    """
+
+    client_listen: HttpsAddressField
+    internal_listen: HttpAddressField
+    http3_listen: HttpsAddressField
+    #: The name in this proxy's certificate (subjectAltName dNSName), as partners expect it.
+    public_host: str
+    #: TLS identity on both faces that use TLS (server and, on HTTP-3, client).
+    certificate: Path
+    private_key: Path
+    #: CAs whose client certificates may use the client-facing side (this system's own CA).
+    client_trust_anchors: list[Path] = Field(min_length=1)
+    #: Path prefix → internal server (plain HTTP ``host:port``) for requests from own clients and
+    #: from partners, e.g. ``{ "/org.openmobilealliance.groups/" = "127.0.10.1:7080" }``.
+    routes: dict[str, HttpAddressField] = Field(min_length=1)
+    #: Largest request and response body relayed, in octets.
+    max_body_bytes: int = Field(262_144, ge=1024, le=16_777_216)
+    #: Seconds for a whole exchange with the next hop (connect, send, receive).
+    timeout: float = Field(10.0, gt=0, le=300)
+
+    @field_validator("public_host")
+    @classmethod
+    def _public_host(cls, value: str) -> str:
+        return domain_name(value)
+
+    @field_validator("routes")
+    @classmethod
+    def _route_prefixes(cls, value: dict[str, Address]) -> dict[str, Address]:
+        for prefix in value:
+            if not prefix.startswith("/") or not prefix.endswith("/") or "?" in prefix or "%" in prefix:
+                raise ValueError(f"route prefix {prefix[:60]!r} must start and end with '/' (no '?' or '%')")
+        return value

@@ -51,6 +51,7 @@ from mcinterconnect.border.agreement import IsProxySettings, PartnerAgreement
 from mcinterconnect.border.audit import AuditLog
 from mcinterconnect.border.expiry import ExpiryTracker, is_release
 from mcinterconnect.border.explicit import needs_ear
+from mcinterconnect.border.peers import PartnerPeer, identify_partner
 from mcinterconnect.border.policy import (
     ALLOWED,
     NOT_A_SERVER,
@@ -91,7 +92,6 @@ from mcinterconnect.sip.proxy import (
 )
 from mcinterconnect.sip.transport import OUTBOUND, Address, PeerInfo
 from mcinterconnect.sip.uri import NameAddr, SipSyntaxError, SipUri, Via
-from mcinterconnect.tlsprofile import dns_names, issued_by
 
 _PEER_CACHE_SIZE = 1024
 
@@ -171,6 +171,12 @@ class IsProxy:
         self.partners = {
             p.name: _Partner(p, [_load_anchor(path) for path in p.trust_anchors]) for p in agreements
         }
+        self._peers = [
+            PartnerPeer(
+                name, partner.agreement.is_proxy_host, partner.anchors, partner.agreement.allowed_sources
+            )
+            for name, partner in self.partners.items()
+        ]
         self.authenticator = authenticator or ImplicitAuthentication()
         self._internal_sources = {ipaddress.ip_address(a) for a in settings.allowed_internal_sources}
         # The verdict for a (certificate, address) never changes while the configuration stands;
@@ -196,16 +202,7 @@ class IsProxy:
         return partner
 
     def _identify(self, certificate: x509.Certificate, remote: tuple[str, int]) -> str | None:
-        names = {name.lower() for name in dns_names(certificate)}
-        for name, partner in self.partners.items():
-            agreement = partner.agreement
-            if agreement.is_proxy_host not in names:
-                continue
-            if agreement.allowed_sources and remote[0] not in agreement.allowed_sources:
-                continue
-            if any(issued_by(certificate, anchor) for anchor in partner.anchors):
-                return name
-        return None
+        return identify_partner(certificate, remote[0], self._peers)
 
     def peer_refusal(self, certificate: x509.Certificate | None, remote: tuple[str, int]) -> str | None:
         """The TLS peer check of the SIP-3 listener: a refusal reason, or None for a partner."""

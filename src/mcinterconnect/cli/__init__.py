@@ -1,11 +1,12 @@
 """``mcic``: the command line of mcinterconnect.
 
     mcic init DIR [--force] [--explicit] [--spk]   write a ready two-system deployment on loopback
-    mcic run DIR [--system NAME ...]  run the systems of a deployment until interrupted
+    mcic run DIR [--system NAME ...] [--workers N]   run the systems of a deployment until interrupted
     mcic demo [--keep DIR]            run A and B, send a MESSAGE, play the attacker, print a table
     mcic client DIR --system A --user sip:alice@a.mc.example [--to URI --text TEXT] [--wait S]
     mcic kms export-cert|import-partner|provision DIR --system A ...   (see cli/kms.py)
     mcic spk new|rotate DIR --system A --partner B [--grace S]          (see cli/spk.py)
+    mcic group get DIR --system A --user alice GROUP-ID [--gmk]         (see cli/group.py)
 
 Exit status: 0 success, 1 a failure (one line on stderr, never a traceback), 2 a usage error.
 Each group of commands lives in its own module and registers its parsers here.
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mcinterconnect import __version__
-from mcinterconnect.cli import ear, kms, mikey, spk, system
+from mcinterconnect.cli import ear, group, kms, mikey, spk, system
 from mcinterconnect.cli.common import CliError
 from mcinterconnect.deploy.config import ConfigError
 from mcinterconnect.deploy.init import InitError
@@ -35,6 +36,7 @@ REPORTED_ERRORS: tuple[type[Exception], ...] = (
     *mikey.REPORTED,
     *kms.REPORTED,
     *spk.REPORTED,
+    *group.REPORTED,
 )
 
 
@@ -49,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     kms.add_parsers(commands)
     ear.add_parsers(commands)
     spk.add_parsers(commands)
+    group.add_parsers(commands)
     return parser
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from mcinterconnect import aio
 
 T = TypeVar("T")
 
@@ -15,11 +15,5 @@ class CliError(Exception):
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop where it is installed (ARCHITECTURE.md §4), else on asyncio's default loop."""
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(main)
+    """Run on asyncio's default event loop (``mcinterconnect.aio``: why not uvloop)."""
+    return aio.run(main)

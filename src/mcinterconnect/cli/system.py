@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import json
 import signal
+import sys
 from pathlib import Path
 
 from mcinterconnect.cli.common import CliError, run_async
 from mcinterconnect.deploy.config import load_deployment
 from mcinterconnect.deploy.init import init_deployment
-from mcinterconnect.deploy.runner import RunningSystem, StartError, serve_forever, start_system
+from mcinterconnect.deploy.runner import RunningSystem, start_system
+from mcinterconnect.deploy.workers import WorkerPool, WorkerUsageError, check_workers, parse_worker_count
 from mcinterconnect.services.client import McClient
 
 
@@ -35,7 +37,14 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     run = commands.add_parser("run", help="run the systems of a deployment")
     run.add_argument("directory", type=Path, help="deployment folder or deployment.toml")
     run.add_argument("--system", action="append", default=[], help="only this system (repeatable)")
-    run.set_defaults(handler=lambda args: _run(args.directory, args.system))
+    run.add_argument(
+        "--workers",
+        default="1",
+        metavar="N",
+        help="run each IS proxy as N processes on the same ports (SO_REUSEPORT, Linux; issue 7, "
+        "docs/DEPLOYMENT.md); default 1",
+    )
+    run.set_defaults(handler=lambda args: _run(args.directory, args.system, args.workers))
 
     demo = commands.add_parser("demo", help="run the two-system demo and the attacker scenarios")
     demo.add_argument("--keep", type=Path, help="write the deployment here and keep it")
@@ -70,24 +79,42 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(args.keep)
 
 
-def _run(directory: Path, only: list[str]) -> int:
+def _run(directory: Path, only: list[str], workers_text: str = "1") -> int:
     deployment = load_deployment(directory)
     configs = [deployment.system(name) for name in only] if only else deployment.systems
+    try:
+        workers = parse_worker_count(workers_text)
+        check_workers(configs, workers)
+    except WorkerUsageError as error:  # a usage error: exit status 2, one line
+        print(f"mcic: error: {error}", file=sys.stderr)
+        return 2
+
+    def warn(line: str) -> None:
+        print(f"mcic: warning: {line}", file=sys.stderr, flush=True)
 
     async def serve() -> None:
         systems: list[RunningSystem] = []
+        # IS proxy workers 1..N-1 of each system (issue 7, deploy/workers.py); worker 0 is here.
+        pool = WorkerPool(report=warn)
         try:
             for config in configs:
-                systems.append(await start_system(config))
+                systems.append(await start_system(config, reuse_port=workers > 1))
+                await pool.spawn(config, workers - 1)
                 section = config.is_proxy
                 kms = f", KMS https://{config.kms.listen.host}:{config.kms.listen.port}" if config.kms else ""
+                if config.http_proxy is not None:
+                    http3, name = config.http_proxy.http3_listen, config.http_proxy.public_host
+                    kms += f", HTTP proxy HTTP-3 https://{http3.host}:{http3.port} as {name}"
+                pids = ", ".join(map(str, pool.pids_of(config)))
+                scale = f", {workers} IS proxy workers (this process and pids {pids})" if pids else ""
                 print(
                     f"system {config.system.name} ({config.domain}): "
                     f"SIP core {config.sip_core.client_listen}, "
-                    f"IS proxy SIP-3 {section.sip3_listen} as {section.public_host}{kms}",
+                    f"IS proxy SIP-3 {section.sip3_listen} as {section.public_host}{kms}{scale}",
                     flush=True,
                 )
-        except StartError:
+        except BaseException:
+            await pool.stop()
             for system in systems:
                 await system.close()
             raise
@@ -96,8 +123,13 @@ def _run(directory: Path, only: list[str]) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             if task is not None:
                 loop.add_signal_handler(signum, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await serve_forever(systems)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await pool.watch()  # until a signal; raises StartError if a worker keeps dying
+        finally:
+            await pool.stop()
+            for system in systems:
+                await system.close()
 
     run_async(serve())
     return 0

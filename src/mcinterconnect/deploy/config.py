@@ -22,9 +22,10 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from mcinterconnect.border.agreement import IsProxySettings, PartnerAgreement
+from mcinterconnect.border.agreement import HttpProxySettings, IsProxySettings, PartnerAgreement
 from mcinterconnect.configtypes import AddressField, ConfigModel, McIdField, domain_name
 from mcinterconnect.identity import McServiceId
+from mcinterconnect.services.gms import GmsSettings
 from mcinterconnect.services.kms import KmsSettings
 from mcinterconnect.sip.transport import Address
 
@@ -86,6 +87,10 @@ class SystemConfig(ConfigModel):
     partner: list[PartnerAgreement] = Field(default_factory=list)
     #: The KMS of this system (TS 33.180 Annex D); optional.
     kms: KmsSettings | None = None
+    #: The HTTP proxy of this system (HTTP-1 client side, HTTP-3 partner side; WA-IC-06); optional.
+    http_proxy: HttpProxySettings | None = None
+    #: The group management server of this system (CSC-16, WA-IC-21/22); optional.
+    gms: GmsSettings | None = None
 
     @model_validator(mode="after")
     def _consistency(self) -> SystemConfig:
@@ -108,7 +113,32 @@ class SystemConfig(ConfigModel):
         if McServiceId.parse(self.mcx_server.psi).domain not in own:
             raise ValueError("mcx_server.psi: not in this system's domains")
         self._explicit_outbound_consistency()
+        self._http_consistency()
         return self
+
+    def _http_consistency(self) -> None:
+        """The GMS and the HTTP proxy need each other for anything that crosses HTTP-3."""
+        if self.gms is not None:
+            if McServiceId.parse(self.gms.psi).domain not in self.system.domains:
+                raise ValueError("gms.psi: not in this system's domains")
+            for group in self.gms.partner_groups:
+                domain = McServiceId.parse(group).domain
+                partner = next((p for p in self.partner if domain in p.domains), None)
+                if partner is None:
+                    raise ValueError(f"gms.partner_groups: {group} is not in a partner's domains")
+                if partner.http_proxy_address is None:
+                    raise ValueError(
+                        f"gms.partner_groups: {group}: partner {partner.name} has no http_proxy_address"
+                    )
+                if "gms" not in partner.psis:
+                    raise ValueError(
+                        f"gms.partner_groups: {group}: partner {partner.name} has no psis.gms "
+                        "(the partner GMS that signs the group's GMK)"
+                    )
+            if self.gms.partner_groups and self.http_proxy is None:
+                raise ValueError("http_proxy: missing table: gms.partner_groups are fetched over HTTP-3")
+            if (self.gms.certificate is None) != (self.gms.private_key is None):
+                raise ValueError("gms.certificate, gms.private_key: give both or neither")
 
     def _explicit_outbound_consistency(self) -> None:
         """Explicit outbound authentication: the MCX server signs EARs with keys of this KMS."""
@@ -156,8 +186,21 @@ class SystemConfig(ConfigModel):
         markers = list(self.system.internal_hosts)
         for address in self.internal_addresses():
             markers += [address.host, f"{address.host}:{address.port}"]
-        if self.kms is not None:  # the KMS serves own users only: its address is internal too
-            markers += [self.kms.listen.host, f"{self.kms.listen.host}:{self.kms.listen.port}"]
+        served = [
+            *([self.kms.listen] if self.kms is not None else []),  # the KMS serves own users only
+            *([self.gms.listen] if self.gms is not None else []),
+            *(
+                [
+                    self.http_proxy.client_listen,
+                    self.http_proxy.internal_listen,
+                    *self.http_proxy.routes.values(),
+                ]
+                if self.http_proxy is not None
+                else []
+            ),
+        ]
+        for address in served:
+            markers += [address.host, f"{address.host}:{address.port}"]
         return list(dict.fromkeys(markers))
 
 
@@ -220,6 +263,10 @@ _FILE_KEYS: tuple[tuple[str, ...], ...] = (
     ("kms", "private_key"),
     ("mcx_server", "certificate"),
     ("mcx_server", "private_key"),
+    ("http_proxy", "certificate"),
+    ("http_proxy", "private_key"),
+    ("gms", "certificate"),
+    ("gms", "private_key"),
 )
 
 
@@ -232,7 +279,18 @@ def _resolve_paths(data: dict[str, Any], base: Path, path: Path) -> None:
     system = data.get("system")
     if isinstance(system, dict) and isinstance(system.get("audit_log"), str):
         system["audit_log"] = base / system["audit_log"]
-    for section, key in (("kms", "client_trust_anchors"), ("mcx_server", "kms_trust_anchors")):
+    gms = data.get("gms")
+    if isinstance(gms, dict) and isinstance(gms.get("groups"), str):
+        folder = (base / gms["groups"]).resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"{path}: gms.groups: folder not found: {folder}")
+        gms["groups"] = folder
+    for section, key in (
+        ("kms", "client_trust_anchors"),
+        ("mcx_server", "kms_trust_anchors"),
+        ("http_proxy", "client_trust_anchors"),
+        ("gms", "kms_trust_anchors"),
+    ):
         table = data.get(section)
         if isinstance(table, dict) and isinstance(table.get(key), list):
             table[key] = [

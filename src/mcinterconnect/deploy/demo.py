@@ -4,7 +4,9 @@ The demo writes a fresh two-system deployment (``init_deployment``) into a tempo
 starts systems A and B in one process on free loopback ports, registers alice@A and bob@B,
 sends a MESSAGE alice → bob and checks its delivery, then plays the attacker against A's SIP-3
 listener (TS 33.180 11.1.1: the border refuses direct client connections and authenticates the
-partner).  A second phase runs the A↔B link with explicit authentication and SPK protection (a
+partner), and reads a B-homed group and its GMK from alice's own GMS, while alice's client is
+refused at B's HTTP proxy (``demo_groups.py``, issue 6).
+A second phase runs the A↔B link with explicit authentication and SPK protection (a
 second deployment, ``init --explicit --spk``, in the ``explicit/`` subfolder): MESSAGEs both ways
 carry an EAR signed by the sending MCX server, cross SIP-3 with their identities encrypted and
 their MC body signed under the link's SPK (TS 33.180 9.3), and are delivered in clear; then, as
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from mcinterconnect.crypto.uid import ntp_seconds
 from mcinterconnect.deploy.config import DeploymentConfig, SystemConfig, load_deployment
+from mcinterconnect.deploy.demo_groups import explicit_group_row, group_rows
 from mcinterconnect.deploy.init import init_deployment
 from mcinterconnect.deploy.pki import (
     issue_certificate,
@@ -46,9 +49,8 @@ from mcinterconnect.protect.ear import (
     RequestPayload,
     RequestType,
     Role,
-    encode_header_value,
     new_payload,
-    sign_ear,
+    sign_ear_header,
 )
 from mcinterconnect.protect.spk import SpkRing
 from mcinterconnect.protect.xmlprotect import is_protected, protect_message
@@ -73,6 +75,8 @@ class DemoRun:
 
     rows: list[Row] = field(default_factory=list)
     sip3_bytes: list[bytes] = field(default_factory=list)
+    #: What the HTTP proxies sent across HTTP-3 in the first phase (issue 6 leak test).
+    http3_bytes: list[bytes] = field(default_factory=list)
     transport_events: list[dict[str, object]] = field(default_factory=list)
     audit: dict[str, list[dict[str, object]]] = field(default_factory=dict)
     deployment: DeploymentConfig | None = None
@@ -113,7 +117,12 @@ async def run_demo(directory: Path, *, timeout: float = 5.0) -> DemoRun:
     try:
         for config in (system_a, system_b):
             systems.append(
-                await start_system(config, log=run.transport_events.append, wire_tap=run.sip3_bytes.append)
+                await start_system(
+                    config,
+                    log=run.transport_events.append,
+                    wire_tap=run.sip3_bytes.append,
+                    http_wire_tap=run.http3_bytes.append,
+                )
             )
         alice = McClient(
             "sip:alice@a.mc.example",
@@ -139,6 +148,7 @@ async def run_demo(directory: Path, *, timeout: float = 5.0) -> DemoRun:
             )
         await _message_row(run, alice, bob, timeout)
         await _attacks(run, directory, system_a, system_b, timeout)
+        run.rows += [Row(*row) for row in await group_rows(system_a, system_b, timeout=timeout)]
     finally:
         for client in clients:
             await client.close()
@@ -197,6 +207,7 @@ async def _explicit_phase(run: DemoRun, directory: Path, timeout: float) -> None
         await _ear_attacks(
             run, directory, system_a, system_b, captured=_captured_ear(b_sent), timeout=timeout
         )
+        run.rows.append(Row(*await explicit_group_row(system_a, systems[1].http_audits[0], timeout=timeout)))
     finally:
         for client in clients:
             await client.close()
@@ -328,15 +339,7 @@ def _ear_of_b(
     certificate = kms.certificate
     number = certificate.key_period.number_at(ntp_seconds(payload.time))
     [keys] = kms.provision(signer, [number])
-    signed = sign_ear(
-        payload,
-        ssk=keys.ssk,
-        pvt=keys.pvt,
-        kpak=certificate.pub_auth_key,
-        kms_uri=certificate.kms_uri,
-        key_period=certificate.key_period,
-    )
-    return encode_header_value(signed)
+    return sign_ear_header(payload, keys, certificate)
 
 
 async def _ear_attacks(

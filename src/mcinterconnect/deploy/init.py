@@ -30,7 +30,9 @@ from mcinterconnect.border.sealing import generate_sealing_key, write_sealing_ke
 from mcinterconnect.crypto.kms import Kms, generate_storage_key
 from mcinterconnect.deploy.config import ConfigError, load_deployment
 from mcinterconnect.deploy.pki import create_ca, issue_certificate, write_pem, write_private_key
+from mcinterconnect.identity import McServiceId
 from mcinterconnect.protect.spk import DEFAULT_GRACE, SpkRing
+from mcinterconnect.services.groupdoc import GroupDocument, GroupMember, PartnerVisibility
 from mcinterconnect.services.kms import write_certificate, write_sealed_secrets, write_storage_key
 from mcinterconnect.sip.transport import Address
 
@@ -51,6 +53,19 @@ SYSTEM_PORT_KEYS = (
 PORT_KEYS = tuple(f"{system}.{key}" for system in ("a", "b") for key in SYSTEM_PORT_KEYS)
 #: Also accepted in ``ports``: the HTTPS listeners of the KMSs (``"a.kms.listen"``, ``"b.kms.listen"``).
 KMS_PORT_KEYS = tuple(f"{system}.kms.listen" for system in ("a", "b"))
+#: HTTP listeners of one system (written ``host:port``): the HTTP proxy's three faces and the GMS.
+SYSTEM_HTTP_PORT_KEYS = (
+    "http_proxy.client_listen",
+    "http_proxy.internal_listen",
+    "http_proxy.http3_listen",
+    "gms.listen",
+)
+#: Also accepted in ``ports``: ``"a.http_proxy.http3_listen"`` ... ``"b.gms.listen"``.
+HTTP_PORT_KEYS = tuple(f"{system}.{key}" for system in ("a", "b") for key in SYSTEM_HTTP_PORT_KEYS)
+#: The demo user of each system: a client certificate for the HTTP proxy's client side (and KMS).
+DEMO_USERS = {"a": "alice", "b": "bob"}
+#: The XCAP path prefix of group documents and group keys, routed by the HTTP proxy to the GMS.
+GROUPS_PREFIX = "/org.openmobilealliance.groups/"
 
 _FREE_PORT_ATTEMPTS = 100
 
@@ -77,6 +92,23 @@ class _System:
     @property
     def kms_uri(self) -> str:
         return f"kms.{self.domain}"
+
+    @property
+    def http_proxy_host(self) -> str:
+        return f"httpproxy.{self.domain}"
+
+    @property
+    def gms_psi(self) -> str:
+        return f"sip:gms@{self.domain}"
+
+    @property
+    def user(self) -> str:
+        return f"sip:{DEMO_USERS[self.letter]}@{self.domain}"
+
+    @property
+    def group(self) -> str:
+        """The demo group homed here (it has a member in the partner system)."""
+        return f"sip:{'police' if self.letter == 'a' else 'rescue'}@{self.domain}"
 
 
 def init_deployment(
@@ -117,14 +149,21 @@ def init_deployment(
         for key in SYSTEM_PORT_KEYS
     }
     hosts.update({f"{system.letter}.kms.listen": system.host for system in systems})
+    hosts.update(
+        {
+            f"{system.letter}.{key}": border_host if key == "http_proxy.http3_listen" else system.host
+            for system in systems
+            for key in SYSTEM_HTTP_PORT_KEYS
+        }
+    )
     chosen = _choose_ports(hosts, dict(ports or {}))
     addresses = {
         key: str(Address("tls" if key.endswith("sip3_listen") else "tcp", hosts[key], chosen[key]))
         for key in hosts
     }
-    for system in systems:  # the KMS listens on HTTPS: host:port
-        key = f"{system.letter}.kms.listen"
-        addresses[key] = str(Address("tls", hosts[key], chosen[key])).removeprefix("tls://")
+    for system in systems:  # the KMS, the GMS and the HTTP proxy are written host:port
+        for key in (f"{system.letter}.kms.listen", *(f"{system.letter}.{k}" for k in SYSTEM_HTTP_PORT_KEYS)):
+            addresses[key] = str(Address("tls", hosts[key], chosen[key])).removeprefix("tls://")
 
     # Make every secret before writing anything, so that a failure leaves no half deployment.
     authorities = {
@@ -160,6 +199,34 @@ def init_deployment(
         )
         for system in systems
     }
+    http_leaves = {
+        system.letter: issue_certificate(
+            *authorities[system.letter],
+            [system.http_proxy_host],
+            common_name=system.http_proxy_host,
+            days=LEAF_DAYS,
+        )
+        for system in systems
+    }
+    client_leaves = {  # the GMS (towards its KMS) and the demo user (HTTP proxy client side, KMS)
+        (system.letter, label): issue_certificate(
+            *authorities[system.letter],
+            [],
+            uris=[uri],
+            common_name=common_name,
+            days=LEAF_DAYS,
+            server=False,
+        )
+        for system in systems
+        for label, uri, common_name in (
+            ("gms", system.gms_psi, f"GMS {system.name}"),
+            (DEMO_USERS[system.letter], system.user, f"MC user {system.user}"),
+        )
+    }
+    groups = {
+        system.letter: _demo_group(system, partner)
+        for system, partner in zip(systems, systems[::-1], strict=True)
+    }
     kmss = {
         system.letter: Kms.create(system.kms_uri, issuer=f"MC system {system.name}", validity_days=KMS_DAYS)
         for system in systems
@@ -175,7 +242,7 @@ def init_deployment(
     )
     for system, partner in zip(systems, systems[::-1], strict=True):
         folder = directory / system.letter
-        for sub in ("pki", "keys", "partners", "kms"):
+        for sub in ("pki", "keys", "partners", "kms", "groups", "users"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         ca_cert, ca_key = authorities[system.letter]
         leaf_cert, leaf_key = leaves[system.letter]
@@ -191,6 +258,18 @@ def init_deployment(
         mcx_cert, mcx_key = mcx_leaves[system.letter]
         write_pem(folder / "pki" / "mcx.crt", mcx_cert)
         write_private_key(folder / "pki" / "mcx.key", mcx_key)
+        http_cert, http_key = http_leaves[system.letter]
+        write_pem(folder / "pki" / "httpproxy.crt", http_cert)
+        write_private_key(folder / "pki" / "httpproxy.key", http_key)
+        gms_cert, gms_key = client_leaves[(system.letter, "gms")]
+        write_pem(folder / "pki" / "gms.crt", gms_cert)
+        write_private_key(folder / "pki" / "gms.key", gms_key)
+        user = DEMO_USERS[system.letter]
+        user_cert, user_key = client_leaves[(system.letter, user)]
+        write_pem(folder / "users" / f"{user}.crt", user_cert)
+        write_private_key(folder / "users" / f"{user}.key", user_key)
+        group = groups[system.letter]
+        (folder / "groups" / f"{McServiceId.parse(group.group_id).user}.xml").write_bytes(group.to_xml())
         write_storage_key(folder / "keys" / "kms-storage.key", storage_keys[system.letter])
         write_sealed_secrets(
             folder / "kms" / "secrets.sealed", kmss[system.letter].secrets, storage_keys[system.letter]
@@ -219,6 +298,22 @@ def init_deployment(
     return path
 
 
+def _demo_group(system: _System, partner: _System) -> GroupDocument:
+    """A group homed in ``system`` with members in both systems; the partner sees its own members."""
+    members = [
+        f"sip:{DEMO_USERS[system.letter]}@{system.domain}",
+        f"sip:dispatch@{system.domain}",
+        partner.user,
+    ]
+    return GroupDocument(
+        group_id=system.group,
+        display_name=f"{'Police' if system.letter == 'a' else 'Rescue'} {system.name}",
+        members=tuple(GroupMember(member) for member in members),
+        services=("mcptt", "mcdata"),
+        visibility=(PartnerVisibility(partner.domain, reveal_members=True, reveal_attributes=True),),
+    )
+
+
 def spk_file_name(partner: str) -> str:
     """Where a system keeps the SPK of its link with ``partner``, under ``keys/``."""
     return f"spk-{partner.lower()}.key"
@@ -236,7 +331,7 @@ def _check_directory(directory: Path, *, overwrite: bool) -> None:
 def _choose_ports(hosts: Mapping[str, str], given: dict[str, int]) -> dict[str, int]:
     for key, port in given.items():
         if key not in hosts:
-            expected = ", ".join((*PORT_KEYS, *KMS_PORT_KEYS))
+            expected = ", ".join((*PORT_KEYS, *KMS_PORT_KEYS, *HTTP_PORT_KEYS))
             raise InitError(f"ports: unknown key {key!r} (expected one of {expected})")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise InitError(f"ports: {key}: {port!r} is not a port number 1..65535")
@@ -388,6 +483,45 @@ client_trust_anchors = ["pki/ca.crt"]
 # Validity of the KMS certificate written by init, in days.
 validity_days = {KMS_DAYS}
 
+[http_proxy]
+# The HTTP proxy of this system (TS 33.180 11.1.1, WA-IC-06). Client side: HTTP-1 over TLS for this
+# system's own clients (mutual TLS: their certificate's subjectAltName URI is their MC service ID);
+# it reaches this system's servers only (routes), never a partner.
+client_listen = {address(me, "http_proxy.client_listen")}
+# Internal side, plain HTTP: this system's servers (the GMS) send requests for a partner here; the
+# Host header names the partner's domain.
+internal_listen = {address(me, "http_proxy.internal_listen")}
+# HTTP-3: mutual TLS towards partner HTTP proxies only (TS 33.180 6.1.3, WA-IC-14).
+http3_listen = {address(me, "http_proxy.http3_listen")}
+# Host name partners know this HTTP proxy by: the subjectAltName dNSName of its certificate (WA-IC-17).
+public_host = {q(system.http_proxy_host)}
+certificate = "pki/httpproxy.crt"
+private_key = "pki/httpproxy.key"
+# CAs that issue the client certificates accepted on the client side: this system's own CA only.
+client_trust_anchors = ["pki/ca.crt"]
+# Path prefix -> internal server (plain HTTP), for own clients and for partners alike.
+routes = {{ {q(GROUPS_PREFIX)} = {address(me, "gms.listen")} }}
+# Largest body relayed (octets) and seconds allowed for one exchange with the next hop.
+max_body_bytes = 262144
+timeout = 10
+
+[gms]
+# The group management server (CSC-16, 23.280 10.2.7): plain HTTP on the internal network, reached
+# through the HTTP proxy only.
+listen = {address(me, "gms.listen")}
+# GMS server URI: asserted towards partners, signs the GMKs it sends (TS 33.180 5.7).
+psi = {q(system.gms_psi)}
+# Group documents loaded at start (*.xml, TS 24.481 model; partner visibility per WA-IC-12).
+groups = "groups"
+# TLS client identity (subjectAltName URI = psi) with which the GMS fetches its keys from the KMS.
+certificate = "pki/gms.crt"
+private_key = "pki/gms.key"
+kms_trust_anchors = ["pki/ca.crt"]
+# Groups homed in the partner that this GMS keeps for its own users, with their GMK (WA-IC-21/22).
+partner_groups = [{q(partner.group)}]
+# Seconds between two conditional GETs (If-None-Match) of each partner group (WA-IC-21).
+poll_interval = 2
+
 # One [[partner]] table per interconnection agreement (spec 10.1).
 [[partner]]
 # Name of the partner MC system.
@@ -412,7 +546,13 @@ allowed_request_types = ["GROUP", "none"]
 # SIP methods allowed to and from this partner (WA-IC-08); default: all but REGISTER, which never crosses.
 # For example, to narrow it: allowed_methods = ["INVITE", "ACK", "BYE", "CANCEL", "MESSAGE"]
 # Partner PSIs by service, for the exit-point Request-URI rewrite (TS 24.379 6.8.2).
-psis = {{ mcptt = {q(partner.psi)} }}
+psis = {{ mcptt = {q(partner.psi)}, gms = {q(partner.gms_psi)} }}
+# The partner's HTTP proxy on HTTP-3: the name its certificate must carry and its address (WA-IC-06).
+http_proxy_host = {q(partner.http_proxy_host)}
+http_proxy_address = {address(partner.letter, "http_proxy.http3_listen")}
+# What the partner may ask over HTTP-3, "METHOD /path/prefix" (WA-IC-06): read group documents
+# and fetch group keys only.
+http_allowed = ["GET /org.openmobilealliance.groups/groups/", "GET /org.openmobilealliance.groups/gmk/"]
 # The partner's KMS certificate, imported by manual cross-certification (WA-IC-19; mcic kms import-partner).
 kms_certificate = {q(f"partners/{partner.letter}-kms.xml")}
 # SPK protection of the MC XML bodies on this link (TS 33.180 9.1, 9.3): toward the partner the
@@ -443,8 +583,13 @@ a/pki/isproxy.crt, .key  certificate and key of A's IS proxy on SIP-3 (SAN ispro
 a/pki/mcx.crt, .key      A's MCX server towards its KMS (SAN URI sip:mcptt-server@a.mc.example).
 a/keys/sealing.keys      AES-256-SIV keys of A's topology hiding; first line seals, all unseal.
 a/partners/b-ca.crt      B's CA certificate: the trust anchor A checks B's IS proxy against.
+a/pki/httpproxy.crt,.key A's HTTP proxy, client side and HTTP-3 (SAN httpproxy.a.mc.example).
+a/pki/gms.crt, .key      A's GMS towards its KMS (SAN URI sip:gms@a.mc.example).
+a/users/alice.crt, .key  the demo user alice@a.mc.example (HTTP proxy client side, KMS).
+a/groups/police.xml      a group homed in A with a member in B (loaded by A's GMS).
 a/keys/spk-b.key         with SPK protection: the SPK of the link A<->B (b/keys/spk-a.key is the same).
 b/...                    the same files for system B (partners/a-ca.crt is A's CA certificate).
-Internal services listen on {host_a} (A) and {host_b} (B); both SIP-3 listeners on {border_host}.
+Internal services listen on {host_a} (A) and {host_b} (B); both SIP-3 listeners and both
+HTTP-3 listeners on {border_host}.
 Key files are mode 0600; every setting is explained by a comment in the system.toml files.
 """

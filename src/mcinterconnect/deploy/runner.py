@@ -33,6 +33,7 @@ from pathlib import Path
 
 from mcinterconnect.border.audit import AuditLog
 from mcinterconnect.border.explicit import AuthenticationByAgreement, ExplicitAuthentication
+from mcinterconnect.border.httpproxy import HttpProxy, HttpProxyError, start_http_proxy
 from mcinterconnect.border.isproxy import INTERNAL_LISTENER, SIP3_LISTENER, IsProxy
 from mcinterconnect.border.policy import ImplicitAuthentication
 from mcinterconnect.border.sealing import Sealer, SealingKeyError
@@ -42,6 +43,7 @@ from mcinterconnect.identity import DomainMap
 from mcinterconnect.protect.ear_check import EarPolicy
 from mcinterconnect.protect.replay import ReplayStore, ReplayStoreUnavailable, open_replay_store
 from mcinterconnect.protect.spk import SpkError, SpkRing
+from mcinterconnect.services.gms import GmsError, GmsService, start_gms_service
 from mcinterconnect.services.kms import KmsService, read_certificate, start_kms_service
 from mcinterconnect.services.mcx import EarPartner, McxServerLogic
 from mcinterconnect.services.mcx_ear import (
@@ -53,7 +55,7 @@ from mcinterconnect.services.mcx_ear import (
 )
 from mcinterconnect.services.sipcore import CLIENT_FACE, SERVER_FACE, SipCoreLogic
 from mcinterconnect.sip.node import SipNode
-from mcinterconnect.sip.transport import LogSink, PeerInfo, TransportError
+from mcinterconnect.sip.transport import Address, LogSink, PeerInfo, TransportError
 from mcinterconnect.tlsprofile import TlsConfigError, client_context, server_context
 
 #: Called with the plaintext of every message an IS proxy sends across SIP-3 (leak tests, demo).
@@ -85,6 +87,11 @@ class RunningSystem:
     replay_store: ReplayStore | None = None
     #: Background tasks (Request Expiry release, EAR key refresh), cancelled by ``close``.
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: The HTTP proxy (WA-IC-06) and the GMS (CSC-16), when the system has those sections.
+    http_proxy: HttpProxy | None = None
+    gms: GmsService | None = None
+    #: The audit logs of the HTTP proxy and the GMS (the same file as the IS proxy's).
+    http_audits: list[AuditLog] = field(default_factory=list)
 
     @property
     def registrar(self) -> SipCoreLogic:
@@ -105,6 +112,10 @@ class RunningSystem:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()
+        if self.gms is not None:
+            await self.gms.close()
+        if self.http_proxy is not None:
+            await self.http_proxy.close()
         if self.kms is not None:
             await self.kms.close()
         for node in self.nodes:
@@ -113,6 +124,9 @@ class RunningSystem:
             await self.replay_store.close()
             self.replay_store = None
         self.audit.close()
+        for audit in self.http_audits:
+            audit.close()
+        self.http_audits.clear()
 
 
 def _tls_contexts(config: SystemConfig) -> tuple[ssl.SSLContext, dict[str, ssl.SSLContext]]:
@@ -225,9 +239,7 @@ def _kms_access(config: SystemConfig) -> KmsAccess:
         )
     except TlsConfigError as error:
         raise StartError(f"{config.source}: mcx_server TLS: {error}") from None
-    listen = config.kms.listen
-    host = f"[{listen.host}]" if ":" in listen.host else listen.host
-    return KmsAccess(f"https://{host}:{listen.port}", context, config.kms.uri)
+    return KmsAccess(_https_url(config.kms.listen), context, config.kms.uri)
 
 
 async def _release_expired(border: IsProxy, node: SipNode) -> None:
@@ -291,8 +303,13 @@ async def start_system(
     log: LogSink | None = None,
     audit_path: Path | None = None,
     wire_tap: WireTap | None = None,
+    reuse_port: bool = False,
+    http_wire_tap: WireTap | None = None,
 ) -> RunningSystem:
-    """Start the SIP core, the MCX server and the IS proxy of one system."""
+    """Start the SIP core, the MCX server and the IS proxy of one system.
+
+    ``reuse_port``: the IS proxy's two listeners are opened with ``SO_REUSEPORT``, so that more
+    IS proxy workers of this system can bind them too (issue 7, ``deploy/workers.py``)."""
     name = config.system.name
     try:
         sealer = Sealer.from_file(config.is_proxy.sealing_keys)
@@ -376,9 +393,13 @@ async def start_system(
         return border.peer_refusal(peer.certificate, peer.remote)
 
     try:
-        await is_proxy.listen(INTERNAL_LISTENER, config.is_proxy.internal_listen)
+        await is_proxy.listen(INTERNAL_LISTENER, config.is_proxy.internal_listen, reuse_port=reuse_port)
         await is_proxy.listen(
-            SIP3_LISTENER, config.is_proxy.sip3_listen, ssl_context=server_tls, peer_check=sip3_peer_check
+            SIP3_LISTENER,
+            config.is_proxy.sip3_listen,
+            ssl_context=server_tls,
+            peer_check=sip3_peer_check,
+            reuse_port=reuse_port,
         )
         await mcx_server.listen("mcx", config.mcx_server.listen)
         await sip_core.listen(CLIENT_FACE, config.sip_core.client_listen)
@@ -413,11 +434,72 @@ async def start_system(
             ) from None
         mcx_logic.signer = EarSigner(config.mcx_server.psi, keys)
         running.tasks.append(asyncio.create_task(refresh_signing_keys(keys, access, log=log)))
+    await _start_http_side(running, log=log, audit_path=audit_path, wire_tap=http_wire_tap)
     if any(agreement.explicit_inbound for agreement in config.partner):
         running.tasks.append(asyncio.create_task(_release_expired(border, is_proxy)))
     if any(agreement.spk is not None for agreement in config.partner):
         running.tasks.append(asyncio.create_task(_reload_spk_rings(config, border, log, spk_versions)))
     return running
+
+
+async def _start_http_side(
+    running: RunningSystem, *, log: LogSink | None, audit_path: Path | None, wire_tap: WireTap | None
+) -> None:
+    """The HTTP proxy (WA-IC-06), then the GMS (CSC-16, WA-IC-21/22), when configured.
+
+    Any failure stops the whole system start with a ``StartError`` naming the section."""
+    config = running.config
+    if config.http_proxy is None and config.gms is None:
+        return
+    proxy_audit, gms_audit = (
+        AuditLog(audit_path or config.system.audit_log, system=config.system.name, component=component)
+        for component in ("http-proxy", "gms")
+    )
+    running.http_audits += [proxy_audit, gms_audit]
+    try:
+        if config.http_proxy is not None:
+            running.http_proxy = await start_http_proxy(
+                config.http_proxy,
+                domains=config.system.domains,
+                partners=config.partner,
+                partner_kms=partner_kms_certificates(config),
+                own_psis=[config.gms.psi] if config.gms is not None else [],
+                ear_skew=config.is_proxy.ear_skew,
+                replay_store=running.replay_store,
+                audit=proxy_audit,
+                log=log,
+                wire_tap=wire_tap,
+                internal_markers=config.internal_markers(),
+            )
+        if config.gms is not None:
+            kms = config.kms
+            running.gms = await start_gms_service(
+                config.gms,
+                domains=config.system.domains,
+                partners=config.partner,
+                kms_certificate=read_certificate(kms.kms_certificate) if kms is not None else None,
+                kms_url=_https_url(kms.listen) if kms is not None else None,
+                kms_server_hostname=kms.uri if kms is not None else None,
+                http_proxy=config.http_proxy.internal_listen if config.http_proxy is not None else None,
+                audit=gms_audit,
+                log=log,
+            )
+    except StartError:
+        await running.close()
+        raise
+    except (HttpProxyError, GmsError, KmsError, TlsConfigError) as error:
+        await running.close()
+        section = "gms" if config.http_proxy is None or running.http_proxy is not None else "http_proxy"
+        raise StartError(f"{config.source}: {section}: {error}") from None
+    except OSError as error:
+        await running.close()
+        section = "gms" if config.http_proxy is None or running.http_proxy is not None else "http_proxy"
+        raise StartError(f"{config.source}: {section}: cannot listen: {error.strerror or error}") from None
+
+
+def _https_url(address: Address) -> str:
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"https://{host}:{address.port}"
 
 
 async def serve_forever(systems: list[RunningSystem]) -> None:

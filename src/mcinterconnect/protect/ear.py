@@ -36,6 +36,7 @@ from typing import Literal
 
 from mcinterconnect.crypto import eccsi
 from mcinterconnect.crypto.ec import Point
+from mcinterconnect.crypto.kms import KeySet, KmsCertificate
 from mcinterconnect.crypto.uid import KeyPeriod, UidError, ntp_seconds, uid
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "new_payload",
     "parse_signed_ear",
     "sign_ear",
+    "sign_ear_header",
     "verify_ear_signature",
 ]
 
@@ -530,6 +532,20 @@ def sign_ear(
     except eccsi.EccsiError as error:
         raise EarError(SIGNING, f"cannot sign the EAR: {error.reason}") from None
     return SignedEar(payload, octets, signature)
+
+
+def sign_ear_header(payload: EarPayload, key_set: KeySet, certificate: KmsCertificate) -> str:
+    """The ``MC-EAR`` header value of ``payload`` signed with a KMS ``key_set`` of its Source ID
+    under the ``certificate`` of the KMS that issued it (``sign_ear`` + ``encode_header_value``)."""
+    signed = sign_ear(
+        payload,
+        ssk=key_set.ssk,
+        pvt=key_set.pvt,
+        kpak=certificate.pub_auth_key,
+        kms_uri=certificate.kms_uri,
+        key_period=certificate.key_period,
+    )
+    return encode_header_value(signed)
 
 
 def parse_signed_ear(data: bytes, codes: EarCodePoints = DEFAULT_CODE_POINTS) -> SignedEar:

@@ -1,23 +1,35 @@
-"""The group management server (GMS) of one MC system: XCAP-style group documents over HTTP(S).
+"""The group management server (GMS) of one MC system: XCAP-style group documents and group keys.
 
-Groundwork for issue 6 item 1 (TS 24.481 documents, RFC 4825 XCAP semantics, spec §9.4 CSC-16):
+Issue 6 items 1, 3, 4 (TS 24.481 documents, RFC 4825 XCAP semantics; TS 33.180 5.7 and 11.1.1;
+TS 23.280 10.2.7; spec/interconnection.md §9.4 CSC-16 and §9.5, WA-IC-12/21/22):
 
 * ``GET /org.openmobilealliance.groups/groups/{group-id}`` — the document (``ETag``); with
   ``If-None-Match`` naming the current ETag (or ``*``): 304, the conditional polling of WA-IC-21;
 * ``PUT`` — create (201) or replace (200) the document; answers its ``ETag``.  ``If-Match``
   (an ETag list or ``*``) and ``If-None-Match: *`` (create only) are honoured: 412 otherwise;
-* ``DELETE`` — 200, with ``If-Match`` as for PUT.
+* ``DELETE`` — 200, with ``If-Match`` as for PUT;
+* ``GET /org.openmobilealliance.groups/gmk/{group-id}`` — the group's GMK for the requester, a
+  binary MIKEY-SAKKE I_MESSAGE (``application/mikey``) encrypted to the requester and signed by
+  this GMS (``services/gmk.py``; WA-IC-22).
 
 ``{group-id}`` is the MC service group ID, URL-encoded (``sip%3Afire%40b.mc.example``); a PUT
 document must name the same group.  ETags are strong (``groupdoc.GroupDocument.etag``).
 
-Who is asking: the ``X-3GPP-Asserted-Identity`` header (an MC service ID).  When its domain is not
-one of this GMS's domains the requester is external: it may only GET, and it gets the document
-``filtered_for`` its domain (WA-IC-12, minimum disclosure), with the ETag of the filtered bytes.
-This is the hook the HTTP proxy relies on: it asserts a partner's identity on what it forwards
-and strips the header from everything else.  Without the header the request counts as this
-system's own.  There is no other authentication in this groundwork (no access token, no client
-certificate check): the GMS must only be reachable through the system's own HTTP proxy.
+Who is asking: the ``X-3GPP-Asserted-Identity`` header (an MC service ID).  The GMS listens on
+the internal network only and trusts that header: this system's HTTP proxy sets it from an own
+client's TLS certificate, or keeps the one of a partner server whose request it admitted on
+HTTP-3.  When its domain is not one of this GMS's domains the requester is external: it may only
+GET; it gets a document ``filtered_for`` its domain (WA-IC-12, minimum disclosure), with the ETag
+of the filtered bytes, and 404 when the document has no visibility rule for its domain (as if the
+group did not exist); it gets a GMK only when it is exactly the partner's GMS PSI
+(``psis.gms`` of the agreement for that domain) and the group reveals members to that domain,
+encrypted to that PSI under the partner's KMS certificate.  Without the header a document request
+counts as this system's own (a GMK request is refused: there is no one to encrypt to).
+
+Own requesters also see the partner-homed groups this GMS keeps (``gms.partner_groups``, fetched
+by ``gmssync``): the document as received (this system's members only) and, for a member, the GMK
+received from the home GMS re-wrapped and signed by this GMS.  Partner groups are read-only here
+and never shown to an external requester.
 
 Refusals: an HTTP status with a one-line ``text/plain`` reason code and one JSON log event;
 invalid documents get 409 with an ``application/xcap-error+xml`` body (RFC 4825 §11); never a
@@ -28,28 +40,47 @@ reason                          status  meaning
 ==============================  ======  ====================================================
 ``group-id-invalid``            400     the path's group ID is not an MC service ID
 ``identity-invalid``            400     X-3GPP-Asserted-Identity is not an MC service ID
+``identity-missing``            403     GMK request without X-3GPP-Asserted-Identity
 ``external-write-refused``      403     PUT or DELETE by an external requester
-``not-found``                   404     no such group, or another path
+``partner-group-read-only``     403     PUT or DELETE of a group homed in a partner system
+``not-partner-gms``             403     external GMK requester that is not the partner's GMS PSI
+                                        (or of a domain no agreement names)
+``not-a-member``                403     own GMK requester that is not a member of the group
+``not-found``                   404     no such group (or not visible to the requester), or
+                                        another path
 ``method-not-allowed``          405     another method than GET, HEAD, PUT, DELETE
 ``document-invalid``            409     the PUT body is not a valid group document (xcap-error)
 ``precondition-failed``         412     If-Match / If-None-Match not met
 ``body-too-large``              413     request body above ``max_request_bytes``
 ``unsupported-media-type``      415     PUT body not ``application/vnd.oma.poc.groups+xml``
 ``internal-error``              500     anything unexpected (logged by exception type only)
+``keys-unavailable``            503     the GMS holds no key set (SSK/PVT) from its KMS, or
+                                        no KMS certificate for the receiver
+``gmk-unavailable``             503     a partner group whose GMK has not been received yet
 ==============================  ======  ====================================================
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Final, Protocol
-from urllib.parse import quote
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol
+from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import quoteattr
 
 from aiohttp import web
+from pydantic import Field
 
+from mcinterconnect.border.agreement import PartnerAgreement
+from mcinterconnect.border.audit import AuditLog
+from mcinterconnect.configtypes import ConfigModel, HttpAddressField, McIdField
+from mcinterconnect.crypto.kms import KmsCertificate, KmsError
 from mcinterconnect.identity import IdentityError, McServiceId
+from mcinterconnect.services.gmk import GMK_CONTENT_TYPE, GmkError, GroupKey, GroupKeyRing, wrap_gmk
 from mcinterconnect.services.groupdoc import (
     MAX_DOCUMENT_BYTES,
     GroupDocument,
@@ -57,23 +88,47 @@ from mcinterconnect.services.groupdoc import (
     filtered_for,
 )
 from mcinterconnect.services.httpserver import HttpListener
-from mcinterconnect.sip.transport import LogSink
+from mcinterconnect.services.kms import read_certificate
+from mcinterconnect.services.mcx_ear import (
+    REFRESH_RETRY,
+    KmsAccess,
+    SigningKeys,
+    fetch_signing_keys,
+    refresh_signing_keys,
+)
+from mcinterconnect.sip.transport import Address, LogSink
+from mcinterconnect.tlsprofile import TlsConfigError, client_context
+
+if TYPE_CHECKING:
+    from mcinterconnect.services.gmssync import PartnerGroupPoller
 
 __all__ = [
     "ASSERTED_IDENTITY_HEADER",
+    "GMK_PATH",
     "GROUPS_PATH",
     "GROUP_CONTENT_TYPE",
     "XCAP_ERROR_CONTENT_TYPE",
+    "GmsError",
+    "GmsPartner",
     "GmsRequestError",
     "GmsService",
+    "GmsSettings",
+    "GroupFileError",
     "GroupStore",
     "MemoryGroupStore",
+    "PartnerGroup",
+    "PartnerGroupCache",
+    "gmk_path",
     "group_path",
+    "load_group_documents",
+    "start_gms_service",
     "xcap_error_body",
 ]
 
 #: XCAP root-relative path of the group documents (AUID org.openmobilealliance.groups).
 GROUPS_PATH: Final = "/org.openmobilealliance.groups/groups"
+#: Path of the GMK resource (this project's, WA-IC-22): one I_MESSAGE per request.
+GMK_PATH: Final = "/org.openmobilealliance.groups/gmk"
 GROUP_CONTENT_TYPE: Final = "application/vnd.oma.poc.groups+xml"
 XCAP_ERROR_CONTENT_TYPE: Final = "application/xcap-error+xml"
 XCAP_ERROR_NS: Final = "urn:ietf:params:xml:ns:xcap-error"
@@ -85,9 +140,46 @@ _SERVER: Final = "gms"
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class GmsSettings(ConfigModel):
+    """The ``[gms]`` section of ``system.toml``: the group management server of this system."""
+
+    #: ``host:port``, plain HTTP on the internal network: reached through this system's HTTP
+    #: proxy only (its client side for own clients, its HTTP-3 side for partners).
+    listen: HttpAddressField
+    #: The GMS server URI: its identity towards partners (``X-3GPP-Asserted-Identity``), the
+    #: ECCSI identity that signs the GMKs it sends and the SAKKE identity partners encrypt to.
+    psi: McIdField
+    #: Folder of group documents (``*.xml``, TS 24.481 model) loaded at start; absent: none.
+    groups: Path | None = None
+    #: TLS client identity with which the GMS fetches its own keys from this system's KMS
+    #: (subjectAltName URI = ``psi``), and the CAs the KMS's server certificate must chain to.
+    certificate: Path | None = None
+    private_key: Path | None = None
+    kms_trust_anchors: list[Path] = Field(default_factory=list)
+    #: Groups homed in partner systems that this GMS keeps and serves to its own users (CSC-16).
+    partner_groups: list[McIdField] = Field(default_factory=list)
+    #: Seconds between two conditional GETs of each partner group (WA-IC-21).
+    poll_interval: float = Field(5.0, ge=0.1, le=86_400)
+    #: Largest request body accepted.
+    max_request_bytes: int = Field(MAX_DOCUMENT_BYTES, ge=1024, le=1_048_576)
+
+
+class GmsError(ValueError):
+    """The GMS cannot start: one line naming the file or setting at fault."""
+
+
+class GroupFileError(GmsError):
+    """A group document file in ``gms.groups`` that cannot be loaded."""
+
+
 def group_path(group_id: str) -> str:
     """The request path of a group document (the group ID percent-encoded, ``/`` included)."""
     return f"{GROUPS_PATH}/{quote(group_id, safe='')}"
+
+
+def gmk_path(group_id: str) -> str:
+    """The request path of a group's GMK (the group ID percent-encoded, ``/`` included)."""
+    return f"{GMK_PATH}/{quote(group_id, safe='')}"
 
 
 class GroupStore(Protocol):
@@ -122,6 +214,91 @@ class MemoryGroupStore:
 
     def delete(self, group_id: str) -> bool:
         return self._documents.pop(group_id, None) is not None
+
+    def ids(self) -> list[str]:
+        return sorted(self._documents)
+
+
+def load_group_documents(folder: Path) -> list[GroupDocument]:
+    """Every ``*.xml`` of ``folder`` (sorted by name) as a group document.
+
+    ``GroupFileError`` names the first file that cannot be read or parsed, or that names a group
+    another file already defined."""
+    try:
+        files = sorted(path for path in folder.glob("*.xml") if path.is_file())
+    except OSError as error:
+        raise GroupFileError(f"{folder}: cannot list the group documents ({error.strerror})") from None
+    documents: dict[str, Path] = {}
+    loaded = []
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise GroupFileError(f"{path}: cannot read ({error.strerror})") from None
+        try:
+            document = GroupDocument.from_xml(data)
+        except GroupDocumentError as error:
+            raise GroupFileError(f"{path}: not a valid group document: {error.reason}") from None
+        if document.group_id in documents:
+            raise GroupFileError(
+                f"{path}: group {document.group_id} is already defined in {documents[document.group_id].name}"
+            )
+        documents[document.group_id] = path
+        loaded.append(document)
+    return loaded
+
+
+@dataclass(frozen=True)
+class GmsPartner:
+    """What the GMS needs of one partner agreement: its domains, its GMS PSI, its KMS certificate
+    (imported, WA-IC-19) and whether requests to it carry an EAR (explicit outbound)."""
+
+    name: str
+    domains: frozenset[str]
+    gms_psi: str | None
+    kms_certificate: KmsCertificate | None
+    explicit_outbound: bool = False
+
+    @classmethod
+    def from_agreement(cls, agreement: PartnerAgreement, certificate: KmsCertificate | None) -> GmsPartner:
+        return cls(
+            name=agreement.name,
+            domains=frozenset(domain.lower() for domain in agreement.domains),
+            gms_psi=agreement.psis.get("gms"),
+            kms_certificate=certificate,
+            explicit_outbound=agreement.explicit_outbound,
+        )
+
+
+@dataclass(frozen=True)
+class PartnerGroup:
+    """A partner-homed group as this GMS keeps it (WA-IC-21, WA-IC-22).
+
+    ``document`` is what this GMS serves to its own users (the home GMS's filtered view, reduced
+    again to this system's members); ``remote_etag`` the home GMS's ETag (``If-None-Match`` of the
+    next poll); ``key`` the GMK received from the home GMS (None until one was opened);
+    ``gmk_pending`` is set while the document changed and the GMK could not be fetched again."""
+
+    document: GroupDocument
+    remote_etag: str | None
+    key: GroupKey | None = None
+    gmk_pending: bool = False
+
+
+class PartnerGroupCache:
+    """The partner groups this GMS keeps, by group ID (in memory: fetched again after a restart)."""
+
+    def __init__(self) -> None:
+        self._groups: dict[str, PartnerGroup] = {}
+
+    def get(self, group_id: str) -> PartnerGroup | None:
+        return self._groups.get(group_id)
+
+    def put(self, group_id: str, group: PartnerGroup) -> None:
+        self._groups[group_id] = group
+
+    def ids(self) -> list[str]:
+        return sorted(self._groups)
 
 
 class GmsRequestError(Exception):
@@ -163,8 +340,20 @@ def _matches(header: str, current: str | None) -> bool:
     return "*" in tags or current in tags
 
 
+@dataclass(frozen=True)
+class _Requester:
+    """The asserted requester: its MC service ID (None without the header) and whether it is external."""
+
+    identity: str | None
+    domain: str | None
+    external: bool
+
+
 class GmsService:
-    """The GMS of one system: ``start`` it on an address (TLS optional), ``close`` it when done."""
+    """The GMS of one system: ``start`` it on an address (TLS optional), ``close`` it when done.
+
+    ``psi``, ``kms_certificate`` (own KMS), ``keys`` (the GMS's own key sets, settable later) and
+    ``partners`` enable the GMK resource; ``partner_groups`` is the cache ``gmssync`` fills."""
 
     def __init__(
         self,
@@ -174,15 +363,33 @@ class GmsService:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         ssl_context: ssl.SSLContext | None = None,
         log: LogSink | None = None,
+        psi: str | None = None,
+        partners: Iterable[GmsPartner] = (),
+        kms_certificate: KmsCertificate | None = None,
+        keys: SigningKeys | None = None,
+        group_keys: GroupKeyRing | None = None,
+        partner_groups: PartnerGroupCache | None = None,
+        partner_group_ids: Iterable[str] = (),
     ) -> None:
         self.domains = frozenset(domain.lower() for domain in domains)
         if not self.domains:
             raise ValueError("the GMS needs at least one own domain")
         self.store: GroupStore = store if store is not None else MemoryGroupStore()
         self.max_request_bytes = max_request_bytes
+        self.psi = psi
+        self.partners = tuple(partners)
+        self._partner_by_domain = {domain: partner for partner in self.partners for domain in partner.domains}
+        self.kms_certificate = kms_certificate
+        self.keys = keys
+        self.group_keys = group_keys if group_keys is not None else GroupKeyRing()
+        self.partner_groups = partner_groups if partner_groups is not None else PartnerGroupCache()
+        self.partner_group_ids = frozenset(partner_group_ids)
         self._ssl_context = ssl_context
         self._log = log
         self._listener = HttpListener("gms")
+        self._tasks: list[asyncio.Task[None]] = []
+        #: The partner-group poller ``start_gms_service`` runs (None without partner groups).
+        self.poller: PartnerGroupPoller | None = None
 
     def application(self) -> web.Application:
         """The aiohttp application (routes and the refusal middleware)."""
@@ -191,6 +398,7 @@ class GmsService:
         app.router.add_get(route, self._get)
         app.router.add_put(route, self._put)
         app.router.add_delete(route, self._delete)
+        app.router.add_get(GMK_PATH + "/{group_id}", self._get_gmk)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -202,8 +410,18 @@ class GmsService:
         """(host, port) the service listens on."""
         return self._listener.address
 
+    def run_in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` until ``close`` (the partner poller, the key refresh)."""
+        self._tasks.append(asyncio.create_task(work))
+
     async def close(self) -> None:
-        """Stop listening and close every connection."""
+        """Stop the background work, stop listening and close every connection."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await self._listener.close()
 
     # -- HTTP plumbing
@@ -270,18 +488,29 @@ class GmsService:
         except (IdentityError, ValueError):
             raise GmsRequestError(400, "group-id-invalid") from None
 
-    def _requester_domain(self, request: web.Request) -> str | None:
-        """The asserted requester's domain when it is external, None for this system's own."""
+    def _requester(self, request: web.Request) -> _Requester:
+        """The asserted requester (the header is trusted: the GMS listens internally only)."""
         values = request.headers.getall(ASSERTED_IDENTITY_HEADER, [])
         if not values:
-            return None
+            return _Requester(None, None, external=False)
         if len(values) > 1:
             raise GmsRequestError(400, "identity-invalid")
         try:
-            domain = McServiceId.parse(values[0]).domain
+            identity = McServiceId.parse(values[0])
         except (IdentityError, ValueError):
             raise GmsRequestError(400, "identity-invalid") from None
-        return None if domain in self.domains else domain
+        domain = identity.domain
+        return _Requester(str(identity), domain, external=domain not in self.domains)
+
+    def _requester_domain(self, request: web.Request) -> str | None:
+        """The asserted requester's domain when it is external, None for this system's own."""
+        requester = self._requester(request)
+        return requester.domain if requester.external else None
+
+    def _is_partner_group(self, group_id: str) -> bool:
+        if group_id in self.partner_group_ids or self.partner_groups.get(group_id) is not None:
+            return True
+        return McServiceId.parse(group_id).domain in self._partner_by_domain
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self.max_request_bytes
@@ -314,16 +543,33 @@ class GmsService:
         if if_match is not None and not _matches(if_match, current):
             raise GmsRequestError(412, "precondition-failed")
 
+    @staticmethod
+    def _visible_to(document: GroupDocument, domain: str, *, members: bool) -> bool:
+        """Whether ``document`` has a visibility rule for ``domain`` (revealing members if asked)."""
+        return any(
+            rule.domain == domain and (rule.reveal_members or not members) for rule in document.visibility
+        )
+
     # -- endpoints
 
     async def _get(self, request: web.Request) -> web.Response:
         group_id = self._group_id(request)
-        external = self._requester_domain(request)
-        document = self.store.get(group_id)
-        if document is None:
-            raise GmsRequestError(404, "not-found")
-        if external is not None:
-            document = filtered_for(document, [external], self.domains)
+        requester = self._requester(request)
+        if requester.external:
+            # Only groups homed here, and only to a domain they name (WA-IC-12): anything else
+            # is answered as if the group did not exist.
+            assert requester.domain is not None
+            document = self.store.get(group_id)
+            if document is None or not self._visible_to(document, requester.domain, members=False):
+                raise GmsRequestError(404, "not-found")
+            document = filtered_for(document, [requester.domain], self.domains)
+        else:
+            document = self.store.get(group_id)
+            if document is None:
+                cached = self.partner_groups.get(group_id)
+                document = cached.document if cached is not None else None
+            if document is None:
+                raise GmsRequestError(404, "not-found")
         etag = document.etag
         self._check_if_match(request, etag)
         if_none_match = request.headers.get("If-None-Match")
@@ -335,6 +581,8 @@ class GmsService:
         group_id = self._group_id(request)
         if self._requester_domain(request) is not None:
             raise GmsRequestError(403, "external-write-refused")
+        if self._is_partner_group(group_id):
+            raise GmsRequestError(403, "partner-group-read-only")
         if request.content_type not in _ACCEPTED_CONTENT_TYPES:
             raise GmsRequestError(415, "unsupported-media-type")
         body = await self._read_body(request)
@@ -354,17 +602,245 @@ class GmsService:
         if if_none_match is not None and _matches(if_none_match, current):
             raise GmsRequestError(412, "precondition-failed")
         created = self.store.put(document)
+        self.group_keys.ensure(group_id)  # a new group gets its GMK now; a replaced one keeps it
         return self._document_response(201 if created else 200, None, document.etag)
 
     async def _delete(self, request: web.Request) -> web.Response:
         group_id = self._group_id(request)
         if self._requester_domain(request) is not None:
             raise GmsRequestError(403, "external-write-refused")
+        if self._is_partner_group(group_id):
+            raise GmsRequestError(403, "partner-group-read-only")
         existing = self.store.get(group_id)
         if existing is None:
             raise GmsRequestError(404, "not-found")
         self._check_if_match(request, existing.etag)
         self.store.delete(group_id)
+        self.group_keys.discard(group_id)
         response = web.Response(status=200)
         response.headers["Server"] = _SERVER
         return response
+
+    def _gmk_for_partner(self, group_id: str, requester: _Requester) -> tuple[GroupKey, KmsCertificate]:
+        """Authorise a partner's GMK request: its GMS PSI, a group homed here that reveals members
+        to its domain (WA-IC-22); the key and the certificate to encrypt under."""
+        assert requester.domain is not None and requester.identity is not None
+        partner = self._partner_by_domain.get(requester.domain)
+        if partner is None or partner.gms_psi is None or requester.identity != partner.gms_psi:
+            raise GmsRequestError(403, "not-partner-gms")
+        document = self.store.get(group_id)
+        if document is None or not self._visible_to(document, requester.domain, members=True):
+            raise GmsRequestError(404, "not-found")
+        if partner.kms_certificate is None:
+            raise GmsRequestError(503, "keys-unavailable")
+        return self.group_keys.ensure(group_id), partner.kms_certificate
+
+    def _gmk_for_member(self, group_id: str, requester: _Requester) -> tuple[GroupKey, KmsCertificate]:
+        """Authorise an own user's GMK request: a member of an own group or of a kept partner group."""
+        document = self.store.get(group_id)
+        cached = None if document is not None else self.partner_groups.get(group_id)
+        if cached is not None:
+            document = cached.document
+        if document is None:
+            raise GmsRequestError(404, "not-found")
+        if requester.identity not in {member.id for member in document.members}:
+            raise GmsRequestError(403, "not-a-member")
+        if cached is not None:
+            if cached.key is None:
+                raise GmsRequestError(503, "gmk-unavailable")
+            key = cached.key
+        else:
+            key = self.group_keys.ensure(group_id)
+        if self.kms_certificate is None:
+            raise GmsRequestError(503, "keys-unavailable")
+        return key, self.kms_certificate
+
+    async def _get_gmk(self, request: web.Request) -> web.Response:
+        group_id = self._group_id(request)
+        requester = self._requester(request)
+        if requester.identity is None:
+            raise GmsRequestError(403, "identity-missing")
+        if requester.external:
+            key, certificate = self._gmk_for_partner(group_id, requester)
+        else:
+            key, certificate = self._gmk_for_member(group_id, requester)
+        keys, psi = self.keys, self.psi
+        if keys is None or psi is None:
+            raise GmsRequestError(503, "keys-unavailable")
+        receiver = requester.identity
+        try:
+            # SAKKE encapsulation and ECCSI signing: off the event loop.
+            message = await asyncio.get_running_loop().run_in_executor(
+                None,
+                lambda: wrap_gmk(
+                    key,
+                    receiver_uri=receiver,
+                    receiver_certificate=certificate,
+                    sender_uri=psi,
+                    sender_keys=keys,
+                ),
+            )
+        except GmkError as error:
+            if error.reason == "keys-unavailable":
+                raise GmsRequestError(503, "keys-unavailable") from None
+            raise
+        response = web.Response(status=200, body=message)
+        response.headers["Content-Type"] = GMK_CONTENT_TYPE
+        response.headers["Server"] = _SERVER
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+# --- the runner's entry point ----------------------------------------------------------------------
+
+
+def _kms_access(settings: GmsSettings, kms_url: str, server_hostname: str | None) -> KmsAccess:
+    assert settings.certificate is not None and settings.private_key is not None
+    try:
+        context = client_context(
+            trust_anchors=list(settings.kms_trust_anchors),
+            cert_file=settings.certificate,
+            key_file=settings.private_key,
+        )
+    except TlsConfigError as error:
+        raise GmsError(f"gms: TLS towards the KMS: {error}") from None
+    hostname = server_hostname or urlsplit(kms_url).hostname or ""
+    return KmsAccess(kms_url, context, hostname)
+
+
+def _same_kms(a: KmsCertificate, b: KmsCertificate) -> bool:
+    return (a.kms_uri, a.pub_auth_key, a.pub_enc_key) == (b.kms_uri, b.pub_auth_key, b.pub_enc_key)
+
+
+async def _load_keys(
+    service: GmsService, access: KmsAccess, psi: str, audit: AuditLog, log: LogSink | None
+) -> SigningKeys | None:
+    """The GMS's key sets from its KMS, or None (logged and audited) when they cannot be had."""
+    try:
+        keys = await fetch_signing_keys(access, psi)
+    except KmsError as error:
+        reason = "keys-unavailable"
+        detail = f"{error.reason}: {error}"[:300]
+    else:
+        if service.kms_certificate is None or _same_kms(keys.certificate, service.kms_certificate):
+            return keys
+        reason, detail = "kms-certificate-mismatch", "the KMS serves another certificate than configured"
+    audit.record("refuse", reason, event="gms-keys", detail=detail)
+    if log is not None:
+        log({"event": "gms-keys-unavailable", "reason": reason, "detail": detail})
+    return None
+
+
+async def _keep_keys(
+    service: GmsService,
+    access: KmsAccess,
+    *,
+    psi: str,
+    audit: AuditLog,
+    log: LogSink | None,
+    retry: float,
+) -> None:
+    """Forever: get the GMS's key sets (retrying every ``retry`` s), then keep them fresh."""
+    keys = service.keys
+    while keys is None:
+        await asyncio.sleep(retry)
+        keys = service.keys = await _load_keys(service, access, psi, audit, log)
+    if service.kms_certificate is None:
+        service.kms_certificate = keys.certificate
+    await refresh_signing_keys(keys, access, log=log)
+
+
+async def start_gms_service(
+    settings: GmsSettings,
+    *,
+    domains: Sequence[str],
+    partners: Sequence[PartnerAgreement],
+    kms_certificate: KmsCertificate | None,
+    kms_url: str | None,
+    kms_server_hostname: str | None,
+    http_proxy: Address | None,
+    audit: AuditLog,
+    log: LogSink | None = None,
+) -> GmsService:
+    """Load the group documents, start the GMS on ``settings.listen`` and its background work.
+
+    * group documents: every ``*.xml`` of ``settings.groups`` (``GroupFileError`` names a bad
+      file); each own group gets its GMK now;
+    * keys: with ``kms_url`` and ``settings.certificate``, the GMS's key sets (SSK/PVT, RSK) from
+      its own KMS over mutual TLS, refreshed per key period; a KMS that cannot be reached is
+      logged and audited, the GMS starts without keys (GMK requests: 503 ``keys-unavailable``)
+      and retries;
+    * partner groups: with ``settings.partner_groups`` and ``http_proxy``, the poller of
+      ``gmssync`` (WA-IC-21, WA-IC-22), every ``settings.poll_interval`` seconds.
+
+    Raises ``GmsError`` (files, TLS material, a partner group no agreement serves) or ``OSError``
+    (bind).  ``close()`` on the result stops all of it.
+    """
+    from mcinterconnect.services.gmssync import PartnerGroupPoller  # gmssync builds on this module
+
+    documents = load_group_documents(settings.groups) if settings.groups is not None else []
+    gms_partners = []
+    for agreement in partners:
+        certificate = None
+        if agreement.kms_certificate is not None:
+            try:
+                certificate = read_certificate(agreement.kms_certificate).as_role("External")
+            except KmsError as error:
+                raise GmsError(f"partner {agreement.name}: kms_certificate: {error}") from None
+        gms_partners.append(GmsPartner.from_agreement(agreement, certificate))
+    service = GmsService(
+        domains=domains,
+        store=MemoryGroupStore(documents),
+        max_request_bytes=settings.max_request_bytes,
+        log=log,
+        psi=settings.psi,
+        partners=gms_partners,
+        kms_certificate=kms_certificate,
+        partner_group_ids=settings.partner_groups,
+    )
+    for document in documents:
+        service.group_keys.ensure(document.group_id)
+    poller = None
+    if settings.partner_groups:
+        if http_proxy is None:
+            raise GmsError("gms.partner_groups: no HTTP proxy to fetch them through")
+        for group_id in settings.partner_groups:
+            domain = McServiceId.parse(group_id).domain
+            serving = [partner for partner in gms_partners if domain in partner.domains]
+            if not serving or serving[0].gms_psi is None:
+                raise GmsError(
+                    f"gms.partner_groups: {group_id}: no partner agreement with a psis.gms serves it"
+                )
+        poller = PartnerGroupPoller(
+            psi=settings.psi,
+            group_ids=settings.partner_groups,
+            partners=gms_partners,
+            cache=service.partner_groups,
+            http_proxy=http_proxy,
+            keys=lambda: service.keys,
+            audit=audit,
+            domains=domains,
+            log=log,
+        )
+    access = None
+    if kms_url is not None and settings.certificate is not None and settings.private_key is not None:
+        access = _kms_access(settings, kms_url, kms_server_hostname)
+        service.keys = await _load_keys(service, access, settings.psi, audit, log)
+        if service.kms_certificate is None and service.keys is not None:
+            service.kms_certificate = service.keys.certificate
+    await service.start(settings.listen.host, settings.listen.port)
+    if access is not None:
+        service.run_in_background(
+            _keep_keys(service, access, psi=settings.psi, audit=audit, log=log, retry=REFRESH_RETRY)
+        )
+    if poller is not None:
+        service.poller = poller
+        service.run_in_background(poller.run(settings.poll_interval))
+    audit.record(
+        "allow",
+        "gms-started",
+        groups=len(documents),
+        partner_groups=len(settings.partner_groups),
+        keys=service.keys is not None,
+    )
+    return service

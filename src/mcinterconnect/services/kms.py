@@ -55,14 +55,14 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Final
 
 import aiohttp
 from aiohttp import web
 from cryptography import x509
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import Field, field_validator
 
-from mcinterconnect.configtypes import ConfigModel, domain_name
+from mcinterconnect.configtypes import ConfigModel, HttpsAddressField, domain_name
 from mcinterconnect.crypto.kms import (
     MAX_DOCUMENT_BYTES,
     STORAGE_KEY_LENGTH,
@@ -77,7 +77,7 @@ from mcinterconnect.crypto.kms import (
 from mcinterconnect.files import write_with_mode
 from mcinterconnect.identity import IdentityError, McServiceId
 from mcinterconnect.services.httpserver import HttpListener
-from mcinterconnect.sip.transport import Address, LogSink
+from mcinterconnect.sip.transport import LogSink
 from mcinterconnect.tlsprofile import peer_certificate, server_context
 
 __all__ = [
@@ -127,27 +127,11 @@ _REASON_RE: Final = re.compile(r"[a-z0-9-]{1,40}")
 # --- configuration ------------------------------------------------------------------------------
 
 
-def _listen(value: object) -> Address:
-    """``host:port`` (``https://`` or ``tls://`` tolerated): the KMS listens on HTTPS only."""
-    if isinstance(value, Address):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("the KMS listen address is a string like '127.0.10.1:8443'")
-    text = value.strip()
-    for prefix in ("https://", "tls://"):
-        if text.lower().startswith(prefix):
-            text = text[len(prefix) :]
-            break
-    if "://" in text:
-        raise ValueError("the KMS listens on HTTPS only: write host:port")
-    return Address.parse("tls://" + text)
-
-
 class KmsSettings(ConfigModel):
     """The ``[kms]`` section of ``system.toml``: the KMS of this system."""
 
     #: ``host:port`` of the HTTPS listener.
-    listen: Annotated[Address, BeforeValidator(_listen)]
+    listen: HttpsAddressField
     #: The KMS URI (KmsUri of the certificate; part of every UID, 33.180 F.2.1).
     uri: str
     #: UserKeyPeriod and UserKeyOffset in seconds (33.180 F.2.1); the certificate must agree.

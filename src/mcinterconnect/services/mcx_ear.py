@@ -36,9 +36,8 @@ from mcinterconnect.protect.ear import (
     EarError,
     RequestPayload,
     Role,
-    encode_header_value,
     new_payload,
-    sign_ear,
+    sign_ear_header,
 )
 from mcinterconnect.protect.ear_check import EarPolicy, EarVerdict, check_ear
 from mcinterconnect.protect.request_types import request_type_for, request_type_rule
@@ -145,15 +144,7 @@ class EarSigner:
         )
         key_set = self.keys.for_time(payload.time)
         certificate = self.keys.certificate
-        signed = sign_ear(
-            payload,
-            ssk=key_set.ssk,
-            pvt=key_set.pvt,
-            kpak=certificate.pub_auth_key,
-            kms_uri=certificate.kms_uri,
-            key_period=certificate.key_period,
-        )
-        return encode_header_value(signed)
+        return sign_ear_header(payload, key_set, certificate)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ to their long names on parsing; messages are always serialized with long names.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -106,10 +107,25 @@ MULTI_VALUE_HEADERS = frozenset({"via", "route", "record-route", "contact"})
 
 def canonical_name(name: str) -> str:
     """Return the canonical spelling of a header name; compact forms give their long name."""
+    return _name_key(name)[0]
+
+
+@functools.lru_cache(maxsize=1024)
+def _name_key(name: str) -> tuple[str, str, bool]:
+    """``(canonical spelling, lower case, known)`` of a header name.
+
+    Every stored field name went through ``canonical_name`` (``Headers.add``), so a *known* name is
+    stored in exactly its canonical spelling and matches by plain string equality; only unknown
+    names need the case-insensitive comparison.  Cached: header lookups are the hot path of the
+    proxies (bounded, since wire names are attacker-chosen)."""
     lower = name.lower()
     if len(lower) == 1 and lower in COMPACT_FORMS:
-        return COMPACT_FORMS[lower]
-    return _CANONICAL.get(lower, name)
+        canonical = COMPACT_FORMS[lower]
+        return canonical, canonical.lower(), True
+    known = _CANONICAL.get(lower)
+    if known is not None:
+        return known, lower, True
+    return name, lower, False
 
 
 def split_header_values(value: str) -> list[str]:
@@ -164,8 +180,25 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        wanted = canonical_name(name).lower()
-        return any(existing.lower() == wanted for existing, _ in self._fields)
+        return self._first_index(name) is not None
+
+    def _first_index(self, name: str) -> int | None:
+        canonical, lower, known = _name_key(name)
+        if known:
+            for index, (existing, _) in enumerate(self._fields):
+                if existing == canonical:
+                    return index
+            return None
+        for index, (existing, _) in enumerate(self._fields):
+            if existing.lower() == lower:
+                return index
+        return None
+
+    def _matches(self, name: str) -> Callable[[str], bool]:
+        canonical, lower, known = _name_key(name)
+        if known:
+            return canonical.__eq__
+        return lambda existing: existing.lower() == lower
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Headers) and self._fields == other._fields
@@ -180,29 +213,37 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        wanted = canonical_name(name).lower()
+        canonical, lower, known = _name_key(name)
+        if known:
+            for existing, value in self._fields:
+                if existing == canonical:
+                    return value
+            return default
         for existing, value in self._fields:
-            if existing.lower() == wanted:
+            if existing.lower() == lower:
                 return value
         return default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order (multi-value headers one value per item)."""
-        wanted = canonical_name(name).lower()
-        return [value for existing, value in self._fields if existing.lower() == wanted]
+        canonical, lower, known = _name_key(name)
+        if known:
+            return [value for existing, value in self._fields if existing == canonical]
+        return [value for existing, value in self._fields if existing.lower() == lower]
 
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         """Append a value (or insert it before the other values of that name with ``first``)."""
-        canonical = canonical_name(name)
-        lower = canonical.lower()
+        canonical, lower, _ = _name_key(name)
         values = split_header_values(value) if lower in MULTI_VALUE_HEADERS and value != "*" else [value]
         if not first:
-            self._fields.extend((canonical, item) for item in values)
+            if len(values) == 1:
+                self._fields.append((canonical, values[0]))
+            else:
+                self._fields.extend((canonical, item) for item in values)
             return
-        position = next(
-            (index for index, (existing, _) in enumerate(self._fields) if existing.lower() == lower),
-            len(self._fields),
-        )
+        position = self._first_index(name)
+        if position is None:
+            position = len(self._fields)
         self._fields[position:position] = [(canonical, item) for item in values]
 
     def set(self, name: str, value: str) -> None:
@@ -211,31 +252,29 @@ class Headers:
 
     def replace_all(self, name: str, values: Iterable[str]) -> None:
         """Replace every value of ``name`` by ``values``, at the position of the first one."""
-        canonical = canonical_name(name)
-        lower = canonical.lower()
-        position = next(
-            (index for index, (existing, _) in enumerate(self._fields) if existing.lower() == lower),
-            len(self._fields),
-        )
-        kept = [(n, v) for n, v in self._fields[:position]]
-        rest = [(n, v) for n, v in self._fields[position:] if n.lower() != lower]
-        self._fields = [*kept, *((canonical, v) for v in values), *rest]
+        canonical = _name_key(name)[0]
+        same = self._matches(name)
+        position = self._first_index(name)
+        if position is None:
+            self._fields.extend((canonical, v) for v in values)
+            return
+        rest = [(n, v) for n, v in self._fields[position + 1 :] if not same(n)]
+        self._fields[position:] = [*((canonical, v) for v in values), *rest]
 
     def remove(self, name: str) -> list[str]:
         """Remove every value of ``name``; return the removed values."""
-        wanted = canonical_name(name).lower()
-        removed = [value for existing, value in self._fields if existing.lower() == wanted]
-        self._fields = [(n, v) for n, v in self._fields if n.lower() != wanted]
+        same = self._matches(name)
+        removed = [value for existing, value in self._fields if same(existing)]
+        if removed:
+            self._fields = [(n, v) for n, v in self._fields if not same(n)]
         return removed
 
     def pop_first(self, name: str) -> str | None:
         """Remove and return the first value of ``name`` (e.g. the top Via or Route)."""
-        wanted = canonical_name(name).lower()
-        for index, (existing, value) in enumerate(self._fields):
-            if existing.lower() == wanted:
-                del self._fields[index]
-                return value
-        return None
+        index = self._first_index(name)
+        if index is None:
+            return None
+        return self._fields.pop(index)[1]
 
     def filter(self, keep: Callable[[str, str], bool]) -> None:
         """Keep only the fields for which ``keep(name, value)`` is true."""

@@ -78,8 +78,11 @@ class SipNode:
         *,
         ssl_context: ssl.SSLContext | None = None,
         peer_check: PeerCheck | None = None,
+        reuse_port: bool = False,
     ) -> Address:
-        return await self.transport.listen(name, address, ssl_context=ssl_context, peer_check=peer_check)
+        return await self.transport.listen(
+            name, address, ssl_context=ssl_context, peer_check=peer_check, reuse_port=reuse_port
+        )
 
     async def close(self) -> None:
         await self.transport.close()

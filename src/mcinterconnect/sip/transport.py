@@ -334,11 +334,15 @@ class SipTransport:
         *,
         ssl_context: ssl.SSLContext | None = None,
         peer_check: PeerCheck | None = None,
+        reuse_port: bool = False,
     ) -> Address:
         """Open a listener; returns the address actually bound (port 0 gives the real port).
 
         ``peer_check`` is called for every inbound connection (on TLS after the handshake, with
         the peer certificate) and, on UDP, for every datagram; a returned reason refuses it.
+        ``reuse_port`` sets ``SO_REUSEPORT`` (Linux, BSD): processes of the same user that all set
+        it bind the same address and the kernel spreads connections (and datagram flows) over
+        them -- the IS proxy workers of issue 7 (``deploy/workers.py``).
         """
         if self._closed:
             raise TransportError("transport is closed")
@@ -354,7 +358,9 @@ class SipTransport:
         try:
             if address.transport == "udp":
                 endpoint = _DatagramEndpoint(self, name, peer_check)
-                await loop.create_datagram_endpoint(lambda: endpoint, local_addr=(address.host, address.port))
+                await loop.create_datagram_endpoint(
+                    lambda: endpoint, local_addr=(address.host, address.port), reuse_port=reuse_port or None
+                )
                 self._udp[name] = endpoint
                 local = endpoint.local
             else:
@@ -365,7 +371,9 @@ class SipTransport:
                     with contextlib.suppress(asyncio.CancelledError):
                         await self._accept(spec, reader, writer)
 
-                server = await asyncio.start_server(accepted, address.host, address.port, limit=_READ_SIZE)
+                server = await asyncio.start_server(
+                    accepted, address.host, address.port, limit=_READ_SIZE, reuse_port=reuse_port or None
+                )
                 self._servers[name] = server
                 local = _endpoint(server.sockets[0].getsockname())
         except OSError as exc:

@@ -41,6 +41,12 @@ _USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%&=+$,;?/]+")
 _PASSWORD_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%&=+$,]*")
 
 
+#: One parameter without quotes, surrounding white space allowed: the fast path of ``parse_params``.
+_SIMPLE_PARAM_RE = re.compile(
+    r"[ \t]*([A-Za-z0-9\-.!%*_+`'~\[\]/:&$]+)[ \t]*(?:=[ \t]*([\x21\x23-\x2b\x2d-\x3a\x3d\x3f-\x7e]+))?[ \t]*"
+)
+
+
 def parse_params(text: str) -> Params:
     """Parse ``;name=value;flag`` into an ordered list (values keep their quotes)."""
     params: Params = []
@@ -48,6 +54,18 @@ def parse_params(text: str) -> Params:
         return params
     if not text.startswith(";"):
         raise SipSyntaxError(f"parameters must start with ';': {text[:40]!r}")
+    if '"' not in text:
+        # Fast path (no quoted value): one regular expression per parameter; anything it does not
+        # take goes through the general path below, which says precisely what is wrong.
+        match = _SIMPLE_PARAM_RE.fullmatch
+        for raw in text[1:].split(";"):
+            found = match(raw)
+            if found is None:
+                break
+            params.append((found[1], found[2]))
+        else:
+            return params
+        params = []
     for raw in _split_outside_quotes(text[1:], ";"):
         chunk = raw.strip(" \t")
         if not chunk:
