@@ -15,5 +15,5 @@ class CliError(Exception):
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """Run on asyncio's default event loop (``mcinterconnect.aio``: why not uvloop)."""
+    """Run on asyncio's default event loop (``mcinterconnect.aio`` says why not uvloop)."""
     return aio.run(main)

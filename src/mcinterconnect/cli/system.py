@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from mcinterconnect import aio
 from mcinterconnect.cli.common import CliError, run_async
 from mcinterconnect.deploy.config import load_deployment
 from mcinterconnect.deploy.init import init_deployment
@@ -118,6 +119,7 @@ def _run(directory: Path, only: list[str], workers_text: str = "1") -> int:
             for system in systems:
                 await system.close()
             raise
+        aio.settle_heap()
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -375,6 +375,7 @@ async def _serve_worker(config: SystemConfig, index: int) -> int:
     except StartError as error:
         print(f"{ERROR_PREFIX}{error}", flush=True)
         return 1
+    aio.settle_heap()
     loop = asyncio.get_running_loop()
     try:
         with contextlib.suppress(asyncio.CancelledError):

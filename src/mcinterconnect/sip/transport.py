@@ -366,13 +366,20 @@ class SipTransport:
             else:
                 spec = _Listener(name, address.transport, ssl_context, peer_check)
 
-                async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-                    # Python 3.11 logs a cancelled connection callback as an error: end quietly.
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._accept(spec, reader, writer)
+                def protocol(spec: _Listener = spec) -> asyncio.BaseProtocol:
+                    if spec.ssl_context is not None:
+                        return _TlsAcceptor(self, spec)
+                    reader = asyncio.StreamReader(limit=_READ_SIZE, loop=loop)
 
-                server = await asyncio.start_server(
-                    accepted, address.host, address.port, limit=_READ_SIZE, reuse_port=reuse_port or None
+                    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                        # Python 3.11 logs a cancelled connection callback as an error: end quietly.
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await self._accept(spec, reader, writer)
+
+                    return asyncio.StreamReaderProtocol(reader, accepted, loop=loop)
+
+                server = await loop.create_server(
+                    protocol, address.host, address.port, reuse_port=reuse_port or None
                 )
                 self._servers[name] = server
                 local = _endpoint(server.sockets[0].getsockname())
@@ -384,18 +391,75 @@ class SipTransport:
         return bound
 
     async def _accept(
-        self, listener: _Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        listener: _Listener,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        certificate: x509.Certificate | None = None,
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._inbound_tasks.add(task)
         try:
-            await self._accept_connection(listener, reader, writer)
+            await self._accept_connection(listener, reader, writer, certificate)
+        finally:
+            self._inbound_tasks.discard(task)
+
+    async def _accept_tls(self, listener: _Listener, acceptor: _TlsAcceptor, raw: asyncio.Transport) -> None:
+        """The server TLS handshake of one inbound connection, driven here (not by
+        ``create_server(ssl=...)``) so that every failure is logged as ``tls-handshake-failed``;
+        then the connection is served as any stream.  Reading was paused when the connection was
+        made (``_TlsAcceptor``), so the ClientHello is still unread when ``start_tls`` takes the
+        socket over."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._inbound_tasks.add(task)
+        try:
+            remote = _endpoint(raw.get_extra_info("peername"))
+            if self._closed:
+                raw.abort()
+                return
+            assert listener.ssl_context is not None
+            loop = asyncio.get_running_loop()
+            try:
+                tls = await loop.start_tls(
+                    raw,
+                    acceptor,
+                    listener.ssl_context,
+                    server_side=True,
+                    ssl_handshake_timeout=self._connect_timeout,
+                )
+            except (OSError, ValueError, TimeoutError, ssl.SSLError) as exc:
+                raw.abort()
+                self._log(
+                    {
+                        "event": "tls-handshake-failed",
+                        "listener": listener.name,
+                        "remote": _text(remote),
+                        "reason": _reason(exc),
+                    }
+                )
+                return
+            if tls is None or acceptor.lost:
+                return
+            reader = asyncio.StreamReader(limit=_READ_SIZE, loop=loop)
+            stream = asyncio.StreamReaderProtocol(reader, loop=loop)
+            tls.set_protocol(stream)
+            stream.connection_made(tls)
+            acceptor.hand_over(stream)
+            writer = asyncio.StreamWriter(tls, stream, reader, loop)
+            certificate = peer_certificate(writer.get_extra_info("ssl_object"))
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accept_connection(listener, reader, writer, certificate)
         finally:
             self._inbound_tasks.discard(task)
 
     async def _accept_connection(
-        self, listener: _Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        listener: _Listener,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        certificate: x509.Certificate | None,
     ) -> None:
         name, transport = listener.name, listener.transport
         remote = _endpoint(writer.get_extra_info("peername"))
@@ -403,24 +467,6 @@ class SipTransport:
         if self._closed:
             await _close_writer(writer)
             return
-        certificate: x509.Certificate | None = None
-        if listener.ssl_context is not None:
-            # Driven here, not by start_server(ssl=...), so that every failure is seen and logged.
-            # No await precedes start_tls: reading is paused before the ClientHello can be consumed.
-            try:
-                await writer.start_tls(listener.ssl_context, ssl_handshake_timeout=self._connect_timeout)
-                certificate = peer_certificate(writer.get_extra_info("ssl_object"))
-            except (OSError, ValueError, TimeoutError) as exc:
-                self._log(
-                    {
-                        "event": "tls-handshake-failed",
-                        "listener": name,
-                        "remote": _text(remote),
-                        "reason": _reason(exc),
-                    }
-                )
-                await _close_writer(writer)
-                return
         peer = PeerInfo(transport, remote, local, name, certificate, next(self._connection_ids))
         if listener.peer_check is not None:
             refusal = self._checked(listener.peer_check, peer)
@@ -798,6 +844,42 @@ class SipTransport:
             self._log_sink(event)
         except Exception:  # a broken log sink must not break the transport
             _logger.exception("log sink failed")
+
+
+class _TlsAcceptor(asyncio.Protocol):
+    """The first protocol of an inbound TLS connection: stops reading at once (the handshake must
+    find the ClientHello unread), starts the handshake task, and keeps what might arrive before
+    the stream protocol takes over."""
+
+    def __init__(self, owner: SipTransport, listener: _Listener) -> None:
+        self._owner = owner
+        self._listener = listener
+        self._pending: list[bytes] = []
+        self._eof = False
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        raw = cast(asyncio.Transport, transport)  # a stream transport (create_server)
+        raw.pause_reading()
+        asyncio.get_running_loop().create_task(self._owner._accept_tls(self._listener, self, raw))
+
+    def data_received(self, data: bytes) -> None:  # plaintext after the handshake, before hand-over
+        self._pending.append(data)
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+    def hand_over(self, stream: asyncio.StreamReaderProtocol) -> None:
+        """Give the stream protocol what arrived in between."""
+        for data in self._pending:
+            stream.data_received(data)
+        self._pending.clear()
+        if self._eof:
+            stream.eof_received()
 
 
 def _is_server_context(context: ssl.SSLContext) -> bool:
