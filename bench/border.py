@@ -131,6 +131,8 @@ MAX_RATE = 12800.0
 START_RATE = {"message": 100.0, "call": 50.0}
 
 EAR_MARK = "MC-EAR: [field0]"
+#: Kamailio worker processes per instance (``children``, ``tcp_children``); env MCIC_BENCH_KAMAILIO_CHILDREN.
+KAMAILIO_CHILDREN = int(os.environ.get("MCIC_BENCH_KAMAILIO_CHILDREN", "2"))
 
 
 class BenchError(RuntimeError):
@@ -1051,9 +1053,9 @@ def direct_pair(uas_port: int) -> Iterator[Border]:
 
 def start_subject(subject: str, work: Path, uas_port: int) -> contextlib.AbstractContextManager[Border]:
     if subject == "kamailio-topos":
-        return kamailio_pair(work, uas_port, topos=True)
+        return kamailio_pair(work, uas_port, topos=True, children=KAMAILIO_CHILDREN)
     if subject == "kamailio-plain":
-        return kamailio_pair(work, uas_port, topos=False)
+        return kamailio_pair(work, uas_port, topos=False, children=KAMAILIO_CHILDREN)
     if subject == "ours-implicit":
         return our_pair(work, uas_port)
     if subject == "ours-explicit":
@@ -1076,6 +1078,8 @@ class Settings:
     soak_seconds: float
     start_rate: dict[str, float]
     uacs: int = 4
+    #: ``--soak`` runs on this scenario: the first of ``--scenarios``.
+    soak_scenario: str = "message"
 
 
 @dataclass
@@ -1180,7 +1184,7 @@ def measure(
                             result.direct_p99_ms = round(d99, 3)
                             result.added_p50_ms = round(added_per_crossing(result.p50_ms, d50), 3)
                             result.added_p99_ms = round(added_per_crossing(result.p99_ms, d99), 3)
-                    if settings.soak_seconds > 0 and scenario == "message":
+                    if settings.soak_seconds > 0 and scenario == settings.soak_scenario:
                         result.soak = soak(driver, monitor, rate, settings.soak_seconds, say)
                 result.cpu_s = round(monitor.cpu() - cpu_start, 3)
                 monitor.sample()
@@ -1356,6 +1360,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
             soak_seconds=args.soak,
             start_rate={"message": 200.0, "call": 100.0},
             uacs=args.uacs,
+            soak_scenario=args.scenario_list[0],
         )
     return Settings(
         step_seconds=args.seconds or 5.0,
@@ -1364,6 +1369,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
         soak_seconds=args.soak,
         start_rate=dict(START_RATE),
         uacs=args.uacs,
+        soak_scenario=args.scenario_list[0],
     )
 
 
