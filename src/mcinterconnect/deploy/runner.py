@@ -1,4 +1,5 @@
-"""Running MC systems from configuration: SIP core, MCX server, IS proxy and KMS of each system.
+"""Running MC systems from configuration: SIP core, MCX server, IS proxy, KMS, HTTP proxy and GMS of
+each system.
 
 ``start_system`` builds the sans-IO cores from a ``SystemConfig``, loads keys and certificates
 (any problem is a ``StartError`` with one line), opens the listeners and returns a handle to
@@ -20,6 +21,10 @@ SPK protection (TS 33.180 9.3): the SPK file of every agreement with an ``spk`` 
 (a missing or bad file stops the start) and watched: every ``SPK_RELOAD_INTERVAL`` seconds a
 changed file (``mcic spk rotate``) is read again and used from then on; a file that no longer
 reads keeps the previous ring in use and logs ``spk-reload-failed``.
+
+The HTTP proxy (WA-IC-06) and the GMS (CSC-16, WA-IC-21/22) start last, after the KMS, from which
+the GMS fetches its keys; they write to the system's audit file with their own ``component`` and
+the HTTP proxy claims explicit HTTP-3 requests in the IS proxy's replay store.
 """
 
 from __future__ import annotations
@@ -306,10 +311,13 @@ async def start_system(
     reuse_port: bool = False,
     http_wire_tap: WireTap | None = None,
 ) -> RunningSystem:
-    """Start the SIP core, the MCX server and the IS proxy of one system.
+    """Start the SIP core, the MCX server and the IS proxy of one system, and its KMS, HTTP proxy
+    and GMS when configured.
 
-    ``reuse_port``: the IS proxy's two listeners are opened with ``SO_REUSEPORT``, so that more
-    IS proxy workers of this system can bind them too (issue 7, ``deploy/workers.py``)."""
+    ``wire_tap`` / ``http_wire_tap`` see, in plaintext, every message the IS proxy sends across
+    SIP-3 / the HTTP proxy sends across HTTP-3 (leak tests, demo).  ``reuse_port``: the IS
+    proxy's two listeners are opened with ``SO_REUSEPORT``, so that more IS proxy workers of this
+    system can bind them too (issue 7, ``deploy/workers.py``)."""
     name = config.system.name
     try:
         sealer = Sealer.from_file(config.is_proxy.sealing_keys)
