@@ -230,11 +230,24 @@ def _frame_body(headers: Headers, body: bytes, *, stream: bool) -> bytes:
     return body[:length]
 
 
+#: A Content-Length field (long or compact name) at the start of a header line: the framer's fast path.
+_CONTENT_LENGTH_LINE_RE = re.compile(rb"\r\n(?:content-length|l)[ \t]*:([^\r\n]*)", re.IGNORECASE)
+
+
 def content_length_of(head: bytes) -> int | None:
     """The Content-Length of a raw header section, or ``None`` when absent (for stream framing).
 
     Folded lines are joined first, so that the framer reads the value ``parse_message`` reads.
+    Fast path: without folded lines, exactly one Content-Length line is read directly; anything
+    else (folding, none, several) takes the general path below, which decides the same way.
     """
+    if b"\r\n " not in head and b"\r\n\t" not in head:
+        found = _CONTENT_LENGTH_LINE_RE.findall(head)
+        if len(found) == 1:
+            text = found[0].strip(b" \t").decode("latin-1")
+            if not _DIGITS_RE.fullmatch(text):
+                raise SipParseError(f"malformed Content-Length {_excerpt(text)!r}")
+            return int(text)
     fields: list[bytes] = []
     for line in head.split(b"\r\n")[1:]:
         if line[:1] in (b" ", b"\t") and fields:

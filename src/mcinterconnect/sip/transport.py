@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import itertools
 import json
@@ -160,27 +161,28 @@ def _default_log(event: dict[str, object]) -> None:
     _logger.info(json.dumps(event, default=str, sort_keys=True))
 
 
-def _is_ip(host: str) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _ip_of(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address, or None for a name.  Cached (bounded): the same few peers are
+    looked up for every message sent or received."""
     try:
-        ipaddress.ip_address(host)
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def _is_ip(host: str) -> bool:
+    return _ip_of(host) is not None
 
 
 def _is_ipv6(host: str) -> bool:
-    try:
-        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
-    except ValueError:
-        return False
+    return isinstance(_ip_of(host), ipaddress.IPv6Address)
 
 
 def _normal_host(host: str) -> str:
     """One spelling per IP address (``::0001`` and ``::1`` are the same peer); names lower-cased."""
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return host.lower()
+    address = _ip_of(host)
+    return str(address) if address is not None else host.lower()
 
 
 def _endpoint(raw: Any) -> tuple[str, int]:
