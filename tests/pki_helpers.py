@@ -17,6 +17,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 @dataclass(frozen=True)
+class Identity:
+    """Where a certificate and its key were written (PEM): what a TLS context loads."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
 class Issued:
     """A certificate, its key and where both were written (PEM)."""
 

@@ -6,11 +6,12 @@ minimum-disclosure view an external requester gets (WA-IC-12).  The aiohttp clie
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import shutil
 import socket
 import ssl
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from mcinterconnect.services.groupdoc import GroupDocument, GroupMember, Partner
 from mcinterconnect.tlsprofile import client_context, server_context
 from mcinterconnect.xmlsafe import parse_xml
 from pki_helpers import Issued, make_ca, make_leaf
+from system_helpers import run as run_bounded
 
 DEADLINE = 10.0
 GMS_HOST = "gms.b.mc.example"
@@ -53,12 +55,8 @@ PATH = group_path(FIRE.group_id)
 PUT_HEADERS = {"Content-Type": GROUP_CONTENT_TYPE}
 
 
-def run(scenario: Coroutine[Any, Any, None]) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(DEADLINE):
-            await scenario
-
-    asyncio.run(bounded())
+#: Every scenario on a fresh event loop, bounded in time (``system_helpers.run``).
+run = functools.partial(run_bounded, deadline=DEADLINE)
 
 
 @asynccontextmanager

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -60,6 +61,7 @@ from mcinterconnect.services.kms import (
 from mcinterconnect.services.mcx_ear import SigningKeys
 from mcinterconnect.sip.transport import Address
 from mcinterconnect.tlsprofile import client_context, peer_certificate, server_context
+from system_helpers import run as run_bounded
 
 DEADLINE = 30.0
 A, B = "a.mc.example", "b.mc.example"
@@ -91,12 +93,8 @@ SECRET = GroupDocument(
 POLICE = GroupDocument(group_id=POLICE_ID, members=(GroupMember(ALICE),))
 
 
-def run(scenario: Coroutine[Any, Any, None]) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(DEADLINE):
-            await scenario
-
-    asyncio.run(bounded())
+#: Every scenario on a fresh event loop, bounded in time (``system_helpers.run``).
+run = functools.partial(run_bounded, deadline=DEADLINE)
 
 
 async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

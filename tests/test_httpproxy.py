@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import json
 import shutil
 import ssl
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ from mcinterconnect.protect.ear import (
 )
 from mcinterconnect.protect.replay import MemoryReplayStore, ReplayStoreUnavailable
 from mcinterconnect.tlsprofile import client_context
+from pki_helpers import Identity
+from system_helpers import run as run_bounded
 
 DEADLINE = 30.0
 GROUPS = "/org.openmobilealliance.groups/groups/"
@@ -49,21 +52,11 @@ GMS_B = "sip:gms@b.mc.example"
 ALICE = "sip:alice@a.mc.example"
 
 
-def run(scenario: Coroutine[Any, Any, None]) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(DEADLINE):
-            await scenario
-
-    asyncio.run(bounded())
+#: Every scenario on a fresh event loop, bounded in time (``system_helpers.run``).
+run = functools.partial(run_bounded, deadline=DEADLINE)
 
 
 # --- PKI -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Identity:
-    cert: Path
-    key: Path
 
 
 @dataclass(frozen=True)

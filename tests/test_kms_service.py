@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import shutil
 import ssl
@@ -44,6 +45,8 @@ from mcinterconnect.services.kms import (
     read_certificate,
 )
 from mcinterconnect.tlsprofile import client_context, server_context
+from pki_helpers import Identity
+from system_helpers import run as run_bounded
 
 ALICE = "sip:alice@a.mc.example"
 BOB = "sip:bob@a.mc.example"
@@ -52,18 +55,8 @@ DEADLINE = 20.0
 LIMIT = 1024
 
 
-def run(scenario: Coroutine[Any, Any, None]) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(DEADLINE):
-            await scenario
-
-    asyncio.run(bounded())
-
-
-@dataclass(frozen=True)
-class Identity:
-    cert: Path
-    key: Path
+#: Every scenario on a fresh event loop, bounded in time (``system_helpers.run``).
+run = functools.partial(run_bounded, deadline=DEADLINE)
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,9 @@ partner certificate it imported, and opened in the other with the certificate th
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import secrets
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from mcinterconnect.deploy.pki import (
 from mcinterconnect.deploy.runner import start_system
 from mcinterconnect.services.kms import fetch_cert_cache, fetch_key_sets, read_certificate, read_kms
 from mcinterconnect.tlsprofile import client_context
+from system_helpers import run as run_bounded
 
 ALICE = "sip:alice@a.mc.example"
 BOB = "sip:bob@b.mc.example"
@@ -156,12 +156,8 @@ def test_the_responder_key_of_another_period_does_not_open(sides: tuple[Side, Si
     assert info.value.reason == "key-period"
 
 
-def run(scenario: Coroutine[Any, Any, None]) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(20.0):
-            await scenario
-
-    asyncio.run(bounded())
+#: Every scenario on a fresh event loop, bounded in time (``system_helpers.run``).
+run = functools.partial(run_bounded, deadline=20.0)
 
 
 def _client_tls(config: SystemConfig, user: str, directory: Path) -> Any:

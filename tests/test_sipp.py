@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -25,6 +24,7 @@ from mcinterconnect.deploy.config import SystemConfig, load_deployment
 from mcinterconnect.deploy.init import init_deployment
 from mcinterconnect.deploy.runner import RunningSystem, start_system
 from mcinterconnect.sip.transport import Address
+from system_helpers import free_port
 
 pytestmark = [
     pytest.mark.sipp,
@@ -35,12 +35,6 @@ SCENARIOS = Path(__file__).parent / "sipp"
 CALLS = 200
 RATE = 100  # MESSAGEs per second
 SIPP_TIMEOUT = 30  # seconds, for each SIPp process (-timeout) and its subprocess bound
-
-
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

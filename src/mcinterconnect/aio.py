@@ -12,8 +12,9 @@ run their main coroutine with ``run``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -35,3 +36,17 @@ def settle_heap() -> None:
     §6.)"""
     gc.collect()
     gc.freeze()
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[None]], *, swallow_errors: bool = False) -> None:
+    """Cancel background ``tasks`` and wait for each to end.  A task that had already failed
+    raises its error here, unless ``swallow_errors`` (it was logged where it failed)."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    errors: tuple[type[BaseException], ...] = (
+        (asyncio.CancelledError, Exception) if swallow_errors else (asyncio.CancelledError,)
+    )
+    for task in pending:
+        with contextlib.suppress(*errors):
+            await task

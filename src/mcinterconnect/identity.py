@@ -13,6 +13,8 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from cryptography import x509
+
 from mcinterconnect.sip.uri import NameAddr, SipSyntaxError, SipUri
 
 
@@ -41,6 +43,56 @@ class McServiceId:
 
     def __str__(self) -> str:
         return f"sip:{self.user}@{self.domain}"
+
+
+def certificate_ids(certificate: x509.Certificate) -> list[str]:
+    """The MC service IDs a certificate names: its subjectAltName URIs that are canonical
+    ``sip:user@domain`` (other schemes and non-canonical spellings ignored: a UID hashes the URI
+    as written).  A missing or malformed extension names no one."""
+    try:
+        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        uris = extension.value.get_values_for_type(x509.UniformResourceIdentifier)
+    except (x509.ExtensionNotFound, ValueError):
+        return []
+    identities: list[str] = []
+    for uri in uris:
+        if not uri.lower().startswith("sip:"):
+            continue
+        try:
+            identity = McServiceId.parse(uri)
+        except IdentityError:
+            continue
+        if str(identity) == uri:
+            identities.append(uri)
+    return identities
+
+
+class CertificateIdentityError(ValueError):
+    """A client certificate that does not authenticate one MC service ID of this system:
+    ``reason`` is ``identity-missing``, ``identity-ambiguous`` or ``identity-not-local``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def certificate_identity(certificate: x509.Certificate | None, domains: Iterable[str]) -> str:
+    """The MC service ID a verified client certificate authenticates (the KMS, the HTTP proxy's
+    client side): its one ``certificate_ids`` entry, of one of ``domains``; else
+    ``CertificateIdentityError``."""
+    if certificate is None:
+        raise CertificateIdentityError("identity-missing", "no client certificate")
+    identities = certificate_ids(certificate)
+    if not identities:
+        raise CertificateIdentityError("identity-missing", "no MC service ID in the client certificate")
+    if len(identities) > 1:
+        raise CertificateIdentityError(
+            "identity-ambiguous", f"{len(identities)} MC service IDs in the certificate"
+        )
+    if McServiceId.parse(identities[0]).domain not in {domain.lower() for domain in domains}:
+        raise CertificateIdentityError("identity-not-local", f"{identities[0]} is not of this system")
+    return identities[0]
 
 
 class Origin(enum.Enum):

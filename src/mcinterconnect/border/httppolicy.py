@@ -48,7 +48,13 @@ from mcinterconnect.border.agreement import HTTP_METHODS, PartnerAgreement
 from mcinterconnect.border.peers import PartnerPeer, identify_partner
 from mcinterconnect.crypto import eccsi
 from mcinterconnect.crypto.kms import KmsCertificate
-from mcinterconnect.identity import DomainMap, IdentityError, McServiceId
+from mcinterconnect.identity import (
+    CertificateIdentityError,
+    DomainMap,
+    IdentityError,
+    McServiceId,
+    certificate_identity,
+)
 from mcinterconnect.protect import ear_check
 from mcinterconnect.protect.ear import EAR_HEADER, RequestType, Role
 from mcinterconnect.protect.ear_check import EarPolicy, EarVerdict, check_ear, refused
@@ -324,32 +330,12 @@ def rewrite_location(value: str) -> str | None:
 
 
 def client_identity(certificate: x509.Certificate | None, domains: Collection[str]) -> str | Refusal:
-    """The MC service ID a verified client certificate authenticates (the one canonical
-    ``sip:user@domain`` subjectAltName URI of this system; as ``services.kms``), or the refusal."""
-    if certificate is None:
-        return Refusal(403, IDENTITY_MISSING, "no client certificate")
+    """The MC service ID a verified client certificate authenticates (``certificate_identity``, as
+    the KMS reads it), or the refusal."""
     try:
-        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        uris = extension.value.get_values_for_type(x509.UniformResourceIdentifier)
-    except (x509.ExtensionNotFound, ValueError):
-        return Refusal(403, IDENTITY_MISSING, "client certificate without subjectAltName")
-    identities: list[McServiceId] = []
-    for uri in uris:
-        if not uri.lower().startswith("sip:"):
-            continue
-        try:
-            identity = McServiceId.parse(uri)
-        except IdentityError:
-            continue
-        if str(identity) == uri:
-            identities.append(identity)
-    if not identities:
-        return Refusal(403, IDENTITY_MISSING, "no MC service ID in the client certificate")
-    if len(identities) > 1:
-        return Refusal(403, IDENTITY_AMBIGUOUS, f"{len(identities)} MC service IDs in the certificate")
-    if identities[0].domain not in {domain.lower() for domain in domains}:
-        return Refusal(403, IDENTITY_NOT_LOCAL, f"{identities[0]} is not of this system")
-    return str(identities[0])
+        return certificate_identity(certificate, domains)
+    except CertificateIdentityError as error:
+        return Refusal(403, error.reason, error.detail)
 
 
 def _one_identity(headers: Headers) -> tuple[McServiceId | None, str]:

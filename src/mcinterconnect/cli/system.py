@@ -14,7 +14,7 @@ from mcinterconnect import aio
 from mcinterconnect.cli.common import CliError, run_async
 from mcinterconnect.deploy.config import load_deployment
 from mcinterconnect.deploy.init import init_deployment
-from mcinterconnect.deploy.runner import RunningSystem, start_system
+from mcinterconnect.deploy.runner import RunningSystem, https_url, start_system
 from mcinterconnect.deploy.workers import WorkerPool, WorkerUsageError, check_workers, parse_worker_count
 from mcinterconnect.services.client import McClient
 
@@ -102,10 +102,10 @@ def _run(directory: Path, only: list[str], workers_text: str = "1") -> int:
                 systems.append(await start_system(config, reuse_port=workers > 1))
                 await pool.spawn(config, workers - 1)
                 section = config.is_proxy
-                kms = f", KMS https://{config.kms.listen.host}:{config.kms.listen.port}" if config.kms else ""
+                kms = f", KMS {https_url(config.kms.listen)}" if config.kms else ""
                 if config.http_proxy is not None:
                     http3, name = config.http_proxy.http3_listen, config.http_proxy.public_host
-                    kms += f", HTTP proxy HTTP-3 https://{http3.host}:{http3.port} as {name}"
+                    kms += f", HTTP proxy HTTP-3 {https_url(http3)} as {name}"
                 pids = ", ".join(map(str, pool.pids_of(config)))
                 scale = f", {workers} IS proxy workers (this process and pids {pids})" if pids else ""
                 print(

@@ -18,6 +18,7 @@ import aiohttp
 
 from mcinterconnect.border.audit import AuditLog
 from mcinterconnect.deploy.config import SystemConfig
+from mcinterconnect.deploy.runner import https_url
 from mcinterconnect.deploy.users import proxy_url, user_context, user_keys
 from mcinterconnect.services.gmk import GmkError
 from mcinterconnect.services.gms_client import GmsClientError, fetch_gmk, fetch_group
@@ -99,7 +100,7 @@ async def group_rows(system_a: SystemConfig, system_b: SystemConfig, *, timeout:
         expected = "refused"
         try:
             fetched = await fetch_group(
-                f"https://{face.host}:{face.port}",
+                https_url(face),
                 GROUP_B,
                 ssl_context=user_context(system_a, "alice", also_trust=system_b),
                 server_hostname=system_b.http_proxy.public_host,

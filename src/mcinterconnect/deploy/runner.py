@@ -30,12 +30,12 @@ the HTTP proxy claims explicit HTTP-3 requests in the IS proxy's replay store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcinterconnect import aio
 from mcinterconnect.border.audit import AuditLog
 from mcinterconnect.border.explicit import AuthenticationByAgreement, ExplicitAuthentication
 from mcinterconnect.border.httpproxy import HttpProxy, HttpProxyError, start_http_proxy
@@ -111,11 +111,7 @@ class RunningSystem:
         return core
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await aio.cancel_all(self.tasks)
         self.tasks.clear()
         if self.gms is not None:
             await self.gms.close()
@@ -244,7 +240,23 @@ def _kms_access(config: SystemConfig) -> KmsAccess:
         )
     except TlsConfigError as error:
         raise StartError(f"{config.source}: mcx_server TLS: {error}") from None
-    return KmsAccess(_https_url(config.kms.listen), context, config.kms.uri)
+    return KmsAccess(https_url(config.kms.listen), context, config.kms.uri)
+
+
+def border_log(audit: AuditLog, log: LogSink | None) -> LogSink:
+    """The IS proxy node's log: TLS refusals on SIP-3 are border decisions too, so they also go to
+    the audit log; every event goes on to ``log``."""
+
+    def record(event: dict[str, object]) -> None:
+        kind = str(event.get("event", ""))
+        if kind in ("tls-handshake-failed", "tls-peer-refused") and event.get("listener") == SIP3_LISTENER:
+            audit.record(
+                "refuse", kind, side="external", remote=event.get("remote"), detail=event.get("reason")
+            )
+        if log is not None:
+            log(event)
+
+    return record
 
 
 async def _release_expired(border: IsProxy, node: SipNode) -> None:
@@ -368,20 +380,10 @@ async def start_system(
     )
     mcx_server = SipNode(mcx_logic, agent=agent, log=log)
 
-    def border_log(event: dict[str, object]) -> None:
-        # TLS refusals on SIP-3 are border decisions too: they go to the audit log.
-        kind = str(event.get("event", ""))
-        if kind in ("tls-handshake-failed", "tls-peer-refused") and event.get("listener") == SIP3_LISTENER:
-            audit.record(
-                "refuse", kind, side="external", remote=event.get("remote"), detail=event.get("reason")
-            )
-        if log is not None:
-            log(event)
-
     is_proxy = SipNode(
         border,
         agent=config.is_proxy.public_host,
-        log=border_log,
+        log=border_log(audit, log),
         client_contexts=client_tls.get,
         claim_store=replay_store,
     )
@@ -486,7 +488,7 @@ async def _start_http_side(
                 domains=config.system.domains,
                 partners=config.partner,
                 kms_certificate=read_certificate(kms.kms_certificate) if kms is not None else None,
-                kms_url=_https_url(kms.listen) if kms is not None else None,
+                kms_url=https_url(kms.listen) if kms is not None else None,
                 kms_server_hostname=kms.uri if kms is not None else None,
                 http_proxy=config.http_proxy.internal_listen if config.http_proxy is not None else None,
                 audit=gms_audit,
@@ -505,9 +507,9 @@ async def _start_http_side(
         raise StartError(f"{config.source}: {section}: cannot listen: {error.strerror or error}") from None
 
 
-def _https_url(address: Address) -> str:
-    host = f"[{address.host}]" if ":" in address.host else address.host
-    return f"https://{host}:{address.port}"
+def https_url(address: Address) -> str:
+    """``https://host:port`` of an HTTPS listener (the KMS's, an HTTP proxy face)."""
+    return f"https://{address.hostport}"
 
 
 async def serve_forever(systems: list[RunningSystem]) -> None:

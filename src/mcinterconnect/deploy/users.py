@@ -11,10 +11,10 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from cryptography import x509
-
 from mcinterconnect.deploy.config import SystemConfig
 from mcinterconnect.deploy.pki import PkiError, load_certificate
+from mcinterconnect.deploy.runner import https_url
+from mcinterconnect.identity import certificate_ids
 from mcinterconnect.services.mcx_ear import KmsAccess, SigningKeys, fetch_signing_keys
 from mcinterconnect.tlsprofile import client_context
 
@@ -36,21 +36,15 @@ def user_files(home: SystemConfig, user: str) -> tuple[Path, Path]:
 
 
 def user_uri(cert_file: Path) -> str:
-    """The MC service ID a user certificate names (its one subjectAltName URI)."""
+    """The MC service ID a user certificate names (its one ``identity.certificate_ids`` entry)."""
     try:
         certificate = load_certificate(cert_file)
     except PkiError as error:
         raise UserError(str(error)) from None
-    try:
-        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        names = None
-    uris = names.get_values_for_type(x509.UniformResourceIdentifier) if names is not None else []
-    if len(uris) != 1:
-        raise UserError(
-            f"{cert_file}: a user certificate names exactly one MC service ID (found {len(uris)})"
-        )
-    return str(uris[0])
+    identities = certificate_ids(certificate)
+    if len(identities) != 1:
+        raise UserError(f"{cert_file}: a user certificate names one MC service ID, not {len(identities)}")
+    return identities[0]
 
 
 def user_context(home: SystemConfig, user: str, *, also_trust: SystemConfig | None = None) -> ssl.SSLContext:
@@ -70,9 +64,7 @@ async def user_keys(home: SystemConfig, user: str) -> SigningKeys:
     if home.kms is None:
         raise UserError(f"{home.source}: kms: missing table: the user's keys come from this system's KMS")
     cert, _ = user_files(home, user)
-    listen = home.kms.listen
-    host = f"[{listen.host}]" if ":" in listen.host else listen.host
-    access = KmsAccess(f"https://{host}:{listen.port}", user_context(home, user), home.kms.uri)
+    access = KmsAccess(https_url(home.kms.listen), user_context(home, user), home.kms.uri)
     return await fetch_signing_keys(access, user_uri(cert))
 
 
@@ -80,6 +72,4 @@ def proxy_url(home: SystemConfig) -> tuple[str, str]:
     """``https://host:port`` of the client side of ``home``'s HTTP proxy, and its TLS name."""
     if home.http_proxy is None:
         raise UserError(f"{home.source}: http_proxy: missing table: clients read groups through it")
-    face = home.http_proxy.client_listen
-    host = f"[{face.host}]" if ":" in face.host else face.host
-    return f"https://{host}:{face.port}", home.http_proxy.public_host
+    return https_url(home.http_proxy.client_listen), home.http_proxy.public_host

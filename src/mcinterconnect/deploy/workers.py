@@ -58,6 +58,7 @@ from mcinterconnect.deploy.runner import (
     _reload_spk_rings,
     _spk_versions,
     _tls_contexts,
+    border_log,
     build_border,
 )
 from mcinterconnect.protect.replay import ReplayStore
@@ -141,33 +142,13 @@ class RunningIsProxy:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await aio.cancel_all(self.tasks)
         self.tasks.clear()
         await self.node.close()
         if self.replay_store is not None:
             await self.replay_store.close()
             self.replay_store = None
         self.audit.close()
-
-
-def _border_log(audit: AuditLog, log: LogSink | None) -> LogSink:
-    """TLS refusals on SIP-3 are border decisions too: they go to the audit log (as in
-    ``start_system``)."""
-
-    def border_log(event: dict[str, object]) -> None:
-        kind = str(event.get("event", ""))
-        if kind in ("tls-handshake-failed", "tls-peer-refused") and event.get("listener") == SIP3_LISTENER:
-            audit.record(
-                "refuse", kind, side="external", remote=event.get("remote"), detail=event.get("reason")
-            )
-        if log is not None:
-            log(event)
-
-    return border_log
 
 
 async def start_is_proxy(
@@ -200,7 +181,7 @@ async def start_is_proxy(
     node = SipNode(
         border,
         agent=section.public_host,
-        log=_border_log(audit, log),
+        log=border_log(audit, log),
         client_contexts=client_tls.get,
         claim_store=replay_store,
     )

@@ -63,7 +63,6 @@ reason                          status  meaning
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -75,6 +74,7 @@ from xml.sax.saxutils import quoteattr
 from aiohttp import web
 from pydantic import Field
 
+from mcinterconnect import aio
 from mcinterconnect.border.agreement import PartnerAgreement
 from mcinterconnect.border.audit import AuditLog
 from mcinterconnect.configtypes import ConfigModel, HttpAddressField, McIdField
@@ -417,11 +417,7 @@ class GmsService:
     async def close(self) -> None:
         """Stop the background work, stop listening and close every connection."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await aio.cancel_all(tasks, swallow_errors=True)
         await self._listener.close()
 
     # -- HTTP plumbing

@@ -139,8 +139,7 @@ class PartnerGroupPoller:
         self.group_ids = tuple(dict.fromkeys(group_ids))
         self.partners = tuple(partners)
         self.cache = cache
-        host = f"[{http_proxy.host}]" if ":" in http_proxy.host else http_proxy.host
-        self.base_url = f"http://{host}:{http_proxy.port}"
+        self.base_url = f"http://{http_proxy.hostport}"
         self._keys = keys
         self.audit = audit
         self.domains = frozenset(

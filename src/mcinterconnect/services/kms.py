@@ -75,7 +75,10 @@ from mcinterconnect.crypto.kms import (
     validate_key_set,
 )
 from mcinterconnect.files import write_with_mode
-from mcinterconnect.identity import IdentityError, McServiceId
+from mcinterconnect.identity import (
+    CertificateIdentityError,
+    certificate_identity,
+)
 from mcinterconnect.services.httpserver import HttpListener
 from mcinterconnect.sip.transport import LogSink
 from mcinterconnect.tlsprofile import peer_certificate, server_context
@@ -263,36 +266,13 @@ def authenticated_identity(certificate: x509.Certificate | None, domains: Collec
     """The MC service ID a verified client certificate authenticates; ``KmsRequestError`` (403) if none.
 
     The identity is the one subjectAltName URI that parses as ``sip:user@domain`` with a domain of
-    this system (other URI schemes are ignored); none or several are refused.
+    this system (other URI schemes are ignored); none or several are refused
+    (``identity.certificate_identity``).
     """
-    if certificate is None:
-        raise KmsRequestError(403, "identity-missing")
     try:
-        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        raise KmsRequestError(403, "identity-missing") from None
-    except ValueError:  # a malformed extension: the CA signed it, but it names no one
-        raise KmsRequestError(403, "identity-missing") from None
-    identities = []
-    for uri in extension.value.get_values_for_type(x509.UniformResourceIdentifier):
-        if not uri.lower().startswith("sip:"):
-            continue
-        try:
-            identity = McServiceId.parse(uri)
-        except IdentityError:
-            continue
-        # The UID hashes the URI as written: keep the certificate's spelling, only check it is canonical.
-        if str(identity) != uri:
-            continue
-        identities.append(identity)
-    if not identities:
-        raise KmsRequestError(403, "identity-missing")
-    if len(identities) > 1:
-        raise KmsRequestError(403, "identity-ambiguous")
-    identity = identities[0]
-    if identity.domain not in {domain.lower() for domain in domains}:
-        raise KmsRequestError(403, "identity-not-local")
-    return str(identity)
+        return certificate_identity(certificate, domains)
+    except CertificateIdentityError as error:
+        raise KmsRequestError(403, error.reason) from None
 
 
 def requested_periods(text: str | None, current: int) -> list[int] | None:

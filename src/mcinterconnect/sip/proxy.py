@@ -175,7 +175,7 @@ def stateless_branch(request: SipRequest, salt: str) -> str:
 
 def push_via(request: SipRequest, sent_by: Address, branch: str) -> None:
     """Add this proxy's Via on top (RFC 3261 §16.6 step 8), asking for rport (RFC 3581)."""
-    value = f"SIP/2.0/{sent_by.transport.upper()} {_hostport(sent_by)};branch={branch};rport"
+    value = f"SIP/2.0/{sent_by.transport.upper()} {sent_by.hostport};branch={branch};rport"
     request.headers.add("Via", value, first=True)
 
 
@@ -200,12 +200,7 @@ def pop_own_via(response: SipResponse, own: set[tuple[str, int]]) -> str:
 def record_route_value(address: Address, params: dict[str, str | None] | None = None) -> str:
     """A Record-Route value naming ``address`` with ``lr`` (RFC 3261 §16.6 step 4)."""
     extra = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in (params or {}).items())
-    return f"<sip:{_hostport(address)};transport={address.transport};lr{extra}>"
-
-
-def _hostport(address: Address) -> str:
-    host = f"[{address.host}]" if ":" in address.host else address.host
-    return f"{host}:{address.port}"
+    return f"<sip:{address.hostport};transport={address.transport};lr{extra}>"
 
 
 def response_destination(response: SipMessage) -> Address:

@@ -133,9 +133,14 @@ class Address:
             raise ValueError(f"port {port} out of range 0..65535 in {shown!r}")
         return cls(transport, host, port)
 
-    def __str__(self) -> str:
+    @property
+    def hostport(self) -> str:
+        """``host:port``, an IPv6 host in brackets (as URLs and SIP URIs write it)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}://{host}:{self.port}"
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.transport}://{self.hostport}"
 
 
 @dataclass(frozen=True)
