@@ -26,17 +26,11 @@ from pathlib import Path
 
 import pytest
 
+from ports import free_port
+
 REDIS_SERVER = shutil.which("redis-server")
 SKIP_REASON = "redis-server (Debian package redis-server) not installed"
 needs_redis_server = pytest.mark.skipif(REDIS_SERVER is None, reason=SKIP_REASON)
-
-
-def free_port() -> int:
-    """A loopback TCP port that nothing listens on at the moment of asking."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def unique_prefix() -> str:

@@ -33,8 +33,9 @@ from mcinterconnect.sip.proxy import MAGIC_COOKIE
 from mcinterconnect.sip.transport import Address
 from mcinterconnect.sip.uri import NameAddr
 from mcinterconnect.tlsprofile import client_context
+from ports import free_port
 from redis_helpers import needs_redis_server, redis_server
-from system_helpers import STEP, Running, audit_lines, client, free_port, running
+from system_helpers import STEP, Running, audit_lines, client, running
 from system_helpers import run as run_bounded
 
 __all__ = ["redis_server"]  # the session fixture, imported for the Redis tests

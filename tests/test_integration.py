@@ -39,7 +39,8 @@ from mcinterconnect.sip.multipart import BodyPart, build_multipart
 from mcinterconnect.sip.parser import StreamFramer, parse_message
 from mcinterconnect.sip.transport import Address
 from mcinterconnect.tlsprofile import client_context
-from system_helpers import STEP, audit_lines, client, free_port, running
+from ports import free_port
+from system_helpers import STEP, audit_lines, client, running
 from system_helpers import run as run_bounded
 
 DEADLINE = 20.0

@@ -36,9 +36,9 @@ from mcinterconnect.protect.replay import (
     SqliteReplayStore,
     open_replay_store,
 )
+from ports import free_port
 from redis_helpers import (
     RedisServer,
-    free_port,
     needs_redis_server,
     redis_server,
     started_redis,

@@ -24,7 +24,7 @@ from mcinterconnect.deploy.config import SystemConfig, load_deployment
 from mcinterconnect.deploy.init import init_deployment
 from mcinterconnect.deploy.runner import RunningSystem, start_system
 from mcinterconnect.sip.transport import Address
-from system_helpers import free_port
+from ports import free_port
 
 pytestmark = [
     pytest.mark.sipp,
