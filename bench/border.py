@@ -51,6 +51,10 @@ Measurements, per subject and scenario:
   half-rate run; peak of the summed RSS (``VmRSS``) and of the summed PSS (``smaps_rollup``;
   Kamailio's shared memory counted once), sampled every 0.2 s.
 
+``--rates R1,R2,...``: no ramp; each subject and scenario runs at each of these fixed rates for
+``--seconds`` (default 10) and reports latency and CPU per call, to show how the added latency
+depends on load (at a low rate: the work per message; near the top: queueing).
+
 ``--soak SECONDS``: after the ramps, each subject runs its first scenario at half its max rate for
 SECONDS; RSS at the start (after 10 % of the time) and at the end, and the drift in %.
 
@@ -84,7 +88,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -1169,21 +1173,9 @@ def measure(
                 if ramp.max_rate is not None:
                     rate = float(max(1, round(ramp.max_rate / 2)))
                     result.latency_rate = rate
-                    calls = max(20, int(rate * settings.latency_seconds))
-                    before = monitor.cpu()
-                    run = driver.run(rate, calls, trace_messages=True)
-                    used = monitor.cpu() - before
-                    times = driver.transaction_times(run)
-                    if run.stats.successful and times:
-                        result.cpu_ms_per_call = round(1e3 * used / run.stats.successful, 4)
-                        result.p50_ms = round(percentile(times, 0.5), 3)
-                        result.p99_ms = round(percentile(times, 0.99), 3)
-                        if subject != "direct":
-                            d50, d99 = reference.latency(scenario, rate, settings.latency_seconds)
-                            result.direct_p50_ms = round(d50, 3)
-                            result.direct_p99_ms = round(d99, 3)
-                            result.added_p50_ms = round(added_per_crossing(result.p50_ms, d50), 3)
-                            result.added_p99_ms = round(added_per_crossing(result.p99_ms, d99), 3)
+                    timed = timed_run(subject, scenario, rate, driver, monitor, reference, settings)
+                    for name in LATENCY_FIELDS:
+                        setattr(result, name, getattr(timed, name))
                     if settings.soak_seconds > 0 and scenario == settings.soak_scenario:
                         result.soak = soak(driver, monitor, rate, settings.soak_seconds, say)
                 result.cpu_s = round(monitor.cpu() - cpu_start, 3)
@@ -1232,6 +1224,143 @@ def soak(
         "successful": run.stats.successful,
         "failed": run.stats.failed,
     }
+
+
+# ------------------------------------------------------------------------- fixed rates
+@dataclass
+class FixedRate:
+    """One subject and scenario at one fixed rate: latency and CPU per call (``--rates``, and the
+    half-rate run of a ramp)."""
+
+    subject: str
+    scenario: str
+    rate: float
+    calls: int = 0
+    successful: int = 0
+    failed: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    direct_p50_ms: float | None = None
+    direct_p99_ms: float | None = None
+    added_p50_ms: float | None = None
+    added_p99_ms: float | None = None
+    cpu_ms_per_call: float | None = None
+    error: str | None = None
+
+
+#: What a timed run gives a ramp's ``Result``.
+LATENCY_FIELDS = (
+    "cpu_ms_per_call",
+    "p50_ms",
+    "p99_ms",
+    "direct_p50_ms",
+    "direct_p99_ms",
+    "added_p50_ms",
+    "added_p99_ms",
+)
+
+
+def timed_run(
+    subject: str,
+    scenario: str,
+    rate: float,
+    driver: Driver,
+    monitor: Monitor,
+    reference: DirectReference,
+    settings: Settings,
+) -> FixedRate:
+    """``rate`` for ``settings.latency_seconds`` with message traces: response times, the same
+    percentiles straight UAC -> UAS at that rate, and the border's CPU per call."""
+    row = FixedRate(subject, scenario, rate, calls=max(20, int(rate * settings.latency_seconds)))
+    before = monitor.cpu()
+    run = driver.run(rate, row.calls, trace_messages=True)
+    used = monitor.cpu() - before
+    row.successful, row.failed = run.stats.successful, run.stats.failed
+    times = driver.transaction_times(run)
+    if row.successful and times:
+        row.cpu_ms_per_call = round(1e3 * used / row.successful, 4)
+        row.p50_ms = round(percentile(times, 0.5), 3)
+        row.p99_ms = round(percentile(times, 0.99), 3)
+        if subject != "direct":
+            d50, d99 = reference.latency(scenario, rate, settings.latency_seconds)
+            row.direct_p50_ms, row.direct_p99_ms = round(d50, 3), round(d99, 3)
+            row.added_p50_ms = round(added_per_crossing(row.p50_ms, d50), 3)
+            row.added_p99_ms = round(added_per_crossing(row.p99_ms, d99), 3)
+    return row
+
+
+def measure_fixed(
+    subject: str,
+    scenario: str,
+    work: Path,
+    settings: Settings,
+    reference: DirectReference,
+    rates: Sequence[float],
+    say: Callable[[str], None],
+) -> list[FixedRate]:
+    """Each of ``rates`` for ``settings.latency_seconds`` through one running border pair.
+
+    Shows how the added latency depends on load: at a low rate it is the work done per message
+    (with caches and CPUs cold between messages), near the top it is mostly queueing.
+    """
+    rows: list[FixedRate] = []
+    work.mkdir(parents=True, exist_ok=True)
+    uas = Uas(work, scenario)
+    try:
+        with start_subject(subject, work / "subject", uas.port) as border:
+            driver = Driver(work, scenario, border.target, uacs=settings.uacs, ears=border.ears)
+            with Monitor(border.roots) as monitor:
+                for rate in rates:
+                    uas.check()
+                    row = timed_run(subject, scenario, rate, driver, monitor, reference, settings)
+                    rows.append(row)
+                    say(
+                        f"    {subject} {scenario} {rate:>6g}/s: {row.successful}/{row.calls} ok, "
+                        f"added per crossing p50 {_cell(row.added_p50_ms, 2)} ms "
+                        f"p99 {_cell(row.added_p99_ms, 2)} ms, CPU {_cell(row.cpu_ms_per_call, 2)} ms/call"
+                    )
+                    time.sleep(0.3)
+    finally:
+        uas.stop()
+    return rows
+
+
+def fixed_table(rows: Sequence[FixedRate]) -> str:
+    columns = [("rate/s", 7), ("ok", 11), ("p50 ms", 7), ("p99 ms", 7), ("+p50/x", 7), ("+p99/x", 7)]
+    return render_table(
+        [*columns, ("CPU ms/call", 11)],
+        [
+            (
+                r.subject,
+                r.scenario,
+                r.error
+                or [
+                    f"{r.rate:g}",
+                    f"{r.successful}/{r.calls}",
+                    _cell(r.p50_ms, 2),
+                    _cell(r.p99_ms, 2),
+                    _cell(r.added_p50_ms, 2),
+                    _cell(r.added_p99_ms, 2),
+                    _cell(r.cpu_ms_per_call, 2),
+                ],
+            )
+            for r in rows
+        ],
+    )
+
+
+def parse_rates(text: str) -> list[float]:
+    """``--rates``: comma-separated rates per second, each > 0 and at most 100,000."""
+    rates: list[float] = []
+    for item in text.split(","):
+        try:
+            rate = float(item)
+        except ValueError:
+            raise BenchError(f"--rates: {item.strip()!r} is not a number") from None
+        if not 0 < rate <= 100_000 or not math.isfinite(rate):
+            raise BenchError(f"--rates: {item.strip()} is not a rate in (0, 100000]")
+        rates.append(rate)
+    return rates
 
 
 # ------------------------------------------------------------------------------- summary
@@ -1305,23 +1434,45 @@ def _cell(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def render_table(columns: Sequence[tuple[str, int]], rows: Sequence[tuple[str, str, list[str] | str]]) -> str:
+    """A text table: subject and scenario, then ``columns`` (title, width) right-aligned; a row
+    whose cells are a string is an error line."""
+    header = f"{'subject':<18} {'scen.':<7} " + " ".join(f"{title:>{width}}" for title, width in columns)
+    lines = [header, "-" * len(header)]
+    for subject, scenario, cells in rows:
+        if isinstance(cells, str):
+            lines.append(f"{subject:<18} {scenario:<7} error: {cells}")
+        else:
+            values = " ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, columns, strict=True))
+            lines.append(f"{subject:<18} {scenario:<7} {values}")
+    return "\n".join(lines)
+
+
 def table(results: Sequence[Result]) -> str:
-    header = (
-        f"{'subject':<18} {'scen.':<7} {'max/s':>7} {'@rate':>6} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'+p50/x':>7} {'+p99/x':>7} {'CPU ms/call':>11} {'CPU s':>7} {'RSS MB':>7} {'PSS MB':>7}"
+    columns = [("max/s", 7), ("@rate", 6), ("p50 ms", 7), ("p99 ms", 7), ("+p50/x", 7), ("+p99/x", 7)]
+    return render_table(
+        [*columns, ("CPU ms/call", 11), ("CPU s", 7), ("RSS MB", 7), ("PSS MB", 7)],
+        [
+            (
+                r.subject,
+                r.scenario,
+                r.error
+                or [
+                    _cell(r.max_rate, 0),
+                    _cell(r.latency_rate, 0),
+                    _cell(r.p50_ms, 2),
+                    _cell(r.p99_ms, 2),
+                    _cell(r.added_p50_ms, 2),
+                    _cell(r.added_p99_ms, 2),
+                    _cell(r.cpu_ms_per_call, 3),
+                    _cell(r.cpu_s, 1),
+                    _cell(r.peak_rss_mb),
+                    _cell(r.peak_pss_mb),
+                ],
+            )
+            for r in results
+        ],
     )
-    rows = [header, "-" * len(header)]
-    for r in results:
-        if r.error:
-            rows.append(f"{r.subject:<18} {r.scenario:<7} error: {r.error}")
-            continue
-        rows.append(
-            f"{r.subject:<18} {r.scenario:<7} {_cell(r.max_rate, 0):>7} {_cell(r.latency_rate, 0):>6} "
-            f"{_cell(r.p50_ms, 2):>7} {_cell(r.p99_ms, 2):>7} {_cell(r.added_p50_ms, 2):>7} "
-            f"{_cell(r.added_p99_ms, 2):>7} {_cell(r.cpu_ms_per_call, 3):>11} {_cell(r.cpu_s, 1):>7} "
-            f"{_cell(r.peak_rss_mb):>7} {_cell(r.peak_pss_mb):>7}"
-        )
-    return "\n".join(rows)
 
 
 # ---------------------------------------------------------------------------------- main
@@ -1335,6 +1486,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--uacs", type=int, default=4, help="parallel SIPp UACs, one TCP connection each (default 4)"
     )
     parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS", help="RSS over a long run")
+    parser.add_argument(
+        "--rates",
+        metavar="R1,R2,...",
+        help="no ramp: latency and CPU per call at these fixed rates (--seconds each, default 10)",
+    )
     parser.add_argument("--json", type=Path, help="also write the final JSON object to this file")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (logs, configs)")
     args = parser.parse_args(argv)
@@ -1348,6 +1504,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"unknown scenario {scenario!r} (choose from {', '.join(SCENARIOS)})")
     args.subject_list = subjects
     args.scenario_list = scenarios
+    try:
+        args.rate_list = parse_rates(args.rates) if args.rates else []
+    except BenchError as error:
+        parser.error(str(error))
     return args
 
 
@@ -1384,6 +1544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from benchlib import machine
 
     settings = settings_of(args)
+    if args.rate_list:
+        return main_fixed_rates(args, replace(settings, latency_seconds=args.seconds or 10.0), machine())
     skipped: dict[str, str] = {}
     subjects = list(args.subject_list)
     if "ours-implicit-w2" in subjects and not mcic_supports_workers():
@@ -1442,6 +1604,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(line + "\n", encoding="utf-8")
     print(line)
     return 1 if any(result.error for result in results) else 0
+
+
+def main_fixed_rates(args: argparse.Namespace, settings: Settings, machine: dict[str, Any]) -> int:
+    """``--rates``: every subject and scenario at each fixed rate; the last line is one JSON object."""
+    rows: list[FixedRate] = []
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            work = args.keep
+            work.mkdir(parents=True, exist_ok=True)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-border-")))
+        reference = DirectReference(work / "reference", settings.uacs)
+        for subject in args.subject_list:
+            for scenario in args.scenario_list:
+                print(f"== {subject} / {scenario}", flush=True)
+                try:
+                    rows += measure_fixed(
+                        subject,
+                        scenario,
+                        work / subject / scenario,
+                        settings,
+                        reference,
+                        args.rate_list,
+                        lambda text: print(text, flush=True),
+                    )
+                except (BenchError, OSError, subprocess.SubprocessError) as error:
+                    rows.append(FixedRate(subject, scenario, 0.0, error=str(error)))
+                    print(f"    error: {error}", flush=True)
+    print()
+    print(fixed_table(rows))
+    print("+p50/x, +p99/x: added per crossing = (through - direct at the same rate) / 2")
+    summary = {
+        "bench": "border-fixed-rates",
+        "rates": args.rate_list,
+        "settings": asdict(settings),
+        "machine": machine,
+        "rows": [asdict(row) for row in rows],
+    }
+    print(json.dumps(summary, separators=(",", ":")))
+    return 1 if any(row.error for row in rows) else 0
 
 
 if __name__ == "__main__":

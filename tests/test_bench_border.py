@@ -242,6 +242,32 @@ def test_summary_missing_figures_are_null() -> None:
     assert summary["ratio"] is None
 
 
+def test_fixed_rates_argument() -> None:
+    assert border.parse_rates("10,50,150.5") == [10.0, 50.0, 150.5]
+    for bad, reason in (("10,x", "'x' is not a number"), ("0", "not a rate"), ("nan", "not a rate")):
+        with pytest.raises(BenchError, match=reason):
+            border.parse_rates(bad)
+    args = border.parse_args(["--rates", "10,20", "--subjects", "ours-implicit", "--scenarios", "call"])
+    assert args.rate_list == [10.0, 20.0]
+    with pytest.raises(SystemExit):
+        border.parse_args(["--rates", "-5"])
+
+
+def test_tables() -> None:
+    fixed = border.FixedRate(
+        "ours-implicit", "call", 10.0, calls=100, successful=100, p50_ms=4.96, p99_ms=11.06, added_p50_ms=2.42
+    )
+    failed = border.FixedRate("kamailio-plain", "call", 0.0, error="kamailio did not start")
+    lines = border.fixed_table([fixed, failed]).splitlines()
+    assert lines[0].split()[:5] == ["subject", "scen.", "rate/s", "ok", "p50"]
+    assert lines[2].split() == ["ours-implicit", "call", "10", "100/100", "4.96", "11.06", "2.42", "-", "-"]
+    assert lines[3].split() == ["kamailio-plain", "call", "error:", "kamailio", "did", "not", "start"]
+    ramp = result("ours-implicit", "call", 336)
+    ramp.peak_rss_mb = 164.0
+    row = border.table([ramp]).splitlines()[2].split()
+    assert row[:3] == ["ours-implicit", "call", "336"] and row[-2:] == ["164.0", "-"]
+
+
 def test_template_and_scenario_files(tmp_path: Path) -> None:
     assert render_template("a @@X@@ b", {"X": "1"}) == "a 1 b"
     with pytest.raises(BenchError, match="@@Y@@"):
