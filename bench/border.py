@@ -1533,6 +1533,17 @@ def settings_of(args: argparse.Namespace) -> Settings:
     )
 
 
+@contextlib.contextmanager
+def work_folder(keep: Path | None) -> Iterator[Path]:
+    """``--keep``'s folder (created, kept), else a temporary one removed at the end."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-border-") as folder:
+        yield Path(folder)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     missing = missing_tools(args.subject_list)
@@ -1559,12 +1570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text, flush=True)
 
     results: list[Result] = []
-    with contextlib.ExitStack() as stack:
-        if args.keep:
-            work = args.keep
-            work.mkdir(parents=True, exist_ok=True)
-        else:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-border-")))
+    with work_folder(args.keep) as work:
         reference = DirectReference(work / "reference", settings.uacs)
         for subject in subjects:
             for scenario in args.scenario_list:
@@ -1609,12 +1615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def main_fixed_rates(args: argparse.Namespace, settings: Settings, machine: dict[str, Any]) -> int:
     """``--rates``: every subject and scenario at each fixed rate; the last line is one JSON object."""
     rows: list[FixedRate] = []
-    with contextlib.ExitStack() as stack:
-        if args.keep:
-            work = args.keep
-            work.mkdir(parents=True, exist_ok=True)
-        else:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-border-")))
+    with work_folder(args.keep) as work:
         reference = DirectReference(work / "reference", settings.uacs)
         for subject in args.subject_list:
             for scenario in args.scenario_list:
