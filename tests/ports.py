@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import random
+import itertools
 import socket
-from pathlib import Path
 
-_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-_LOWEST = 10000
+from mcinterconnect.deploy.ports import candidate_ports
+
 _handed_out: set[int] = set()
-
-
-def _ephemeral_low() -> int:
-    """The first port of the kernel's ephemeral range (32768 on Linux unless tuned)."""
-    try:
-        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-    return max(low, _LOWEST + 1000)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on ``host`` right now, never handed out before in this test run.
 
-    It is taken below the kernel's ephemeral range: ``mcic init`` and every ``bind(0)`` pick
-    from that range, so a port chosen here cannot be one of a deployment's ports that is not
-    bound yet (the cause of a rare "address already in use" when a second instance started).
+    It is taken below the kernel's ephemeral range (``deploy/ports.py``), where no ``bind(0)``
+    and no outgoing connection picks: so it cannot be the local port of a connection, nor a port
+    another part of the test was given and has not bound yet.
     """
-    high = _ephemeral_low()
-    for _ in range(500):
-        port = random.randrange(_LOWEST, high)
+    for port in itertools.islice(candidate_ports(), 500):
         if port in _handed_out:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -39,4 +27,4 @@ def free_port(host: str = "127.0.0.1") -> int:
                 continue
         _handed_out.add(port)
         return port
-    raise RuntimeError(f"no free TCP port on {host} in {_LOWEST}..{high - 1}")
+    raise RuntimeError(f"no free TCP port on {host} below the ephemeral range")

@@ -21,6 +21,7 @@ addresses, so that a leak test can look for them in SIP-3 traffic); both SIP-3 l
 
 from __future__ import annotations
 
+import errno
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from mcinterconnect.border.sealing import generate_sealing_key, write_sealing_ke
 from mcinterconnect.crypto.kms import Kms, generate_storage_key
 from mcinterconnect.deploy.config import ConfigError, load_deployment
 from mcinterconnect.deploy.pki import create_ca, issue_certificate, write_pem, write_private_key
+from mcinterconnect.deploy.ports import candidate_ports
 from mcinterconnect.identity import McServiceId
 from mcinterconnect.protect.spk import DEFAULT_GRACE, SpkRing
 from mcinterconnect.services.groupdoc import GroupDocument, GroupMember, PartnerVisibility
@@ -354,16 +356,24 @@ def _choose_ports(hosts: Mapping[str, str], given: dict[str, int]) -> dict[str, 
 
 
 def _free_port(host: str, taken: set[int], held: list[socket.socket]) -> int:
+    """A port free on ``host``, below the ephemeral range when there is room (``deploy/ports.py``),
+    else one that ``bind(0)`` gives; the socket stays in ``held`` so no port is chosen twice."""
     try:
         family, kind, protocol, _, address = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
     except OSError as exc:
         raise InitError(f"cannot resolve {host}: {exc.strerror}") from None
-    for _ in range(_FREE_PORT_ATTEMPTS):
+    below = candidate_ports()
+    for attempt in range(_FREE_PORT_ATTEMPTS):
+        wanted = next(below, 0) if attempt < _FREE_PORT_ATTEMPTS // 2 else 0
+        if wanted in taken:
+            continue
         sock = socket.socket(family, kind, protocol)
         held.append(sock)
         try:
-            sock.bind(address)
+            sock.bind((address[0], wanted, *address[2:]))
         except OSError as exc:
+            if wanted and exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                continue  # that one is in use: try another
             raise InitError(f"cannot bind a TCP port on {host}: {exc.strerror}") from None
         port = int(sock.getsockname()[1])
         if port not in taken:
