@@ -137,6 +137,11 @@ START_RATE = {"message": 100.0, "call": 50.0}
 EAR_MARK = "MC-EAR: [field0]"
 #: Kamailio worker processes per instance (``children``, ``tcp_children``); env MCIC_BENCH_KAMAILIO_CHILDREN.
 KAMAILIO_CHILDREN = int(os.environ.get("MCIC_BENCH_KAMAILIO_CHILDREN", "2"))
+#: Kamailio shared memory per instance, MB (``-m``); env MCIC_BENCH_KAMAILIO_SHM_MB.  64 MB (the
+#: packaged default) runs out at about 1,800 transactions in flight: tm keeps each one for its
+#: wait timer (5 s), and the tls module wants headroom per connection.  Out of shared memory,
+#: Kamailio answers 500 or drops calls, which a ramp would take for its ceiling.
+KAMAILIO_SHM_MB = int(os.environ.get("MCIC_BENCH_KAMAILIO_SHM_MB", "1024"))
 
 
 class BenchError(RuntimeError):
@@ -829,9 +834,9 @@ def kamailio_pair(work: Path, uas_port: int, *, topos: bool, children: int = 2) 
                     "-P",
                     str(runtime / "kamailio.pid"),
                     "-m",
-                    "64",
+                    str(KAMAILIO_SHM_MB),
                     "-M",
-                    "8",
+                    "16",
                 ],
                 log=work / f"kamailio-{letter}.log",
             )
