@@ -697,6 +697,62 @@ def test_idle_connections_are_closed() -> None:
     run(scenario())
 
 
+def test_idle_tls_connection_is_dropped_when_the_peer_never_answers_the_close(pki: Pki) -> None:
+    """The idle close of a TLS connection waits for the peer's close_notify, but not for ever:
+    a peer that reads nothing any more is dropped after the close wait (1 s)."""
+
+    async def scenario() -> None:
+        async with element("tls", ssl_context=pki.server_context(), idle_timeout=0.2) as server:
+            assert server.address is not None
+            reader, writer = await asyncio.open_connection(
+                server.address.host,
+                server.address.port,
+                ssl=pki.client_context(pki.client),
+                server_hostname=SERVER_NAME,
+            )
+            writer.transport.pause_reading()  # deaf: the server's close_notify is never read
+            await asyncio.sleep(0.2 + 1.0 + 0.5)
+            assert events_named(server.events, "sip-connection-idle")
+            assert not server.transport._connections  # forgotten, not waiting 30 s for the peer
+            writer.transport.resume_reading()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                assert await asyncio.wait_for(read_until_closed(reader), 3) == b""
+            writer.close()
+
+    run(scenario())
+
+
+def test_send_to_a_peer_that_reads_nothing_fails_in_bounded_time() -> None:
+    """Sends return at once while the kernel takes the bytes; once they back up, send waits for
+    the buffer to drain, at most ``connect_timeout``, then fails: memory stays bounded."""
+
+    async def scenario() -> None:
+        accepted: list[asyncio.StreamWriter] = []
+
+        async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.transport.pause_reading()
+            accepted.append(writer)
+
+        server = await asyncio.start_server(deaf, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with element(None) as client:
+                request = sip_request("deaf", "TCP", method="MESSAGE")
+                request.headers.add("Content-Type", "text/plain")
+                request.body = b"x" * 30_000
+                started = asyncio.get_running_loop().time()
+                with pytest.raises(TransportError, match=rf"cannot send to tcp://127\.0\.0\.1:{port}"):
+                    for _ in range(2_000):  # 60 MB: far more than the socket buffers hold
+                        await client.transport.send(request, Address("tcp", "127.0.0.1", port))
+                assert asyncio.get_running_loop().time() - started < 10
+        finally:
+            for writer in accepted:
+                writer.close()
+            server.close()
+
+    run(scenario())
+
+
 def test_listen_errors() -> None:
     async def scenario() -> None:
         async with element("tcp") as first, element(None) as second:

@@ -31,6 +31,7 @@ multipart to carry it beside SDP, resource-lists and the signature body).  Rewri
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, cast
@@ -158,15 +159,18 @@ def _qname(local: str) -> str:
     return f"{{{MCPTT_INFO_NS}}}{local}"
 
 
+#: Control characters, surrogates and U+FFFE/U+FFFF: not XML characters (XML 1.0 §2.2), or (tab,
+#: line feed, carriage return) not kept as they are by a reader.
+_NOT_CARRIED: Final = re.compile("[\x00-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _check_value(element: str, value: str) -> None:
     """Refuse values that would not come back unchanged from ``to_xml`` and ``parse_mcptt_info``."""
     if not value or value != value.strip():
         raise ValueError(f"{element} value must be non-empty without surrounding whitespace: {value!r}")
-    for char in value:
-        code = ord(char)
-        # Control characters, surrogates and U+FFFE/U+FFFF are not XML characters (XML 1.0 §2.2).
-        if code < 0x20 or 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF):
-            raise ValueError(f"{element} value holds character U+{code:04X}, which XML cannot carry")
+    bad = _NOT_CARRIED.search(value)
+    if bad is not None:
+        raise ValueError(f"{element} value holds character U+{ord(bad.group()):04X}, which XML cannot carry")
 
 
 # --- Parsing -----------------------------------------------------------------------------------------
@@ -181,12 +185,16 @@ def parse_mcptt_info(data: bytes) -> McpttInfo:
     params = _params_of(_parse_root(data))
     if params is None:
         return McpttInfo()
+    children = _children_by_tag(params)
     values: dict[str, str] = {}
     for spec in _FIELDS_IN_SCHEMA_ORDER:
-        element = _single_child(params, spec.element)
+        element = _only(children, params, spec.element)
         if element is None:
             continue
-        values[spec.attribute] = _content_value(element) if spec.is_content_type else _string_value(element)
+        local = spec.element
+        values[spec.attribute] = (
+            _content_value(element, local) if spec.is_content_type else _string_value(element, local)
+        )
     return McpttInfo(**values)
 
 
@@ -214,14 +222,37 @@ def _describe(tag: object) -> str:
     return f"{qname.localname} in namespace {qname.namespace}"
 
 
+_ENCRYPTED_DATA: Final = f"{{{XENC_NS}}}EncryptedData"
+#: Element children by qualified tag.
+_Children = dict[str, list[etree._Element]]
+
+
 def _single_child(parent: etree._Element, local: str) -> etree._Element | None:
     """The one child ``local`` (in the MCPTT info namespace) of ``parent``; a second one is refused."""
-    found = parent.findall(_qname(local))
+    return _only({_qname(local): parent.findall(_qname(local))}, parent, local)
+
+
+def _children_by_tag(parent: etree._Element) -> _Children:
+    """The element children of ``parent`` by qualified tag, in document order (one pass, for
+    reading several fields of the same parent)."""
+    children: _Children = {}
+    for child in parent:
+        tag = child.tag
+        if isinstance(tag, str):
+            children.setdefault(tag, []).append(child)
+    return children
+
+
+def _only(children: _Children, parent: etree._Element, local: str) -> etree._Element | None:
+    """The one child ``local`` (MCPTT info namespace) among ``children``; a second one is refused."""
+    found = children.get(_qname(local))
+    if not found:
+        return None
     if len(found) > 1:
         raise McInfoError(
             f"duplicate element {local} in {etree.QName(parent).localname}", McInfoFault.DUPLICATE_ELEMENT
         )
-    return found[0] if found else None
+    return found[0]
 
 
 def _text_of(element: etree._Element, local: str) -> str:
@@ -231,26 +262,25 @@ def _text_of(element: etree._Element, local: str) -> str:
     return "".join(text for text in element.itertext() if isinstance(text, str)).strip()
 
 
-def _string_value(element: etree._Element) -> str:
-    local = etree.QName(element).localname
+def _string_value(element: etree._Element, local: str) -> str:
     value = _text_of(element, local)
     if not value:
         raise McInfoError(f"{local} is empty", McInfoFault.MISSING_VALUE)
     return value
 
 
-def _content_value(element: etree._Element) -> str:
-    """The URI of a ``contentType`` element (24.379 F.1.2) holding a plain ``mcpttURI``."""
-    local = etree.QName(element).localname
+def _content_value(element: etree._Element, local: str) -> str:
+    """The URI of the ``contentType`` element ``local`` (24.379 F.1.2) holding a plain ``mcpttURI``."""
     protection = element.get("type")
-    if protection == "Encrypted" or element.find(f"{{{XENC_NS}}}EncryptedData") is not None:
+    children = _children_by_tag(element)
+    if protection == "Encrypted" or _ENCRYPTED_DATA in children:
         raise McInfoEncryptedError(local)
     if protection not in (None, "Normal"):
         raise McInfoError(
             f"{local} has type {protection!r} (expected 'Normal' or 'Encrypted')",
             McInfoFault.BAD_PROTECTION_TYPE,
         )
-    uri = _single_child(element, "mcpttURI")
+    uri = _only(children, element, "mcpttURI")
     if uri is None:
         raise McInfoError(f"{local} has no mcpttURI", McInfoFault.MISSING_VALUE)
     value = _text_of(uri, "mcpttURI")

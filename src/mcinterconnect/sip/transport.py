@@ -66,6 +66,8 @@ OUTBOUND = "outbound"
 MAX_HANDLERS_PER_CONNECTION = 256
 
 _READ_SIZE = 65_536
+#: How long a close waits for the peer (TLS close_notify) before the connection is dropped.
+_CLOSE_WAIT = 1.0
 _HOST_RE = re.compile(r"[A-Za-z0-9\-.]+")
 
 _logger = logging.getLogger(__name__)
@@ -249,6 +251,8 @@ class _Connection:
         self.last_activity = asyncio.get_running_loop().time()
         self.handler_slots = asyncio.Semaphore(MAX_HANDLERS_PER_CONNECTION)
         self.task: asyncio.Task[None] | None = None
+        #: The idle watchdog (one timer per connection, re-armed from ``last_activity``).
+        self.idle_timer: asyncio.TimerHandle | None = None
 
     @property
     def remote_key(self) -> tuple[str, str, int]:
@@ -545,30 +549,42 @@ class SipTransport:
                 }
             )
         finally:
+            if connection.idle_timer is not None:
+                connection.idle_timer.cancel()
             self._forget(connection)
             await _close_writer(connection.writer)
 
     async def _read(self, connection: _Connection) -> bytes:
+        """The next bytes of the stream, or ``b""`` at EOF or once the idle watchdog closed it."""
+        if connection.idle_timer is None:
+            self._watch_idle(connection)
+        data = await connection.reader.read(_READ_SIZE)
+        connection.last_activity = asyncio.get_running_loop().time()
+        return data
+
+    def _watch_idle(self, connection: _Connection) -> None:
+        """Close a connection without traffic (read or write) for ``idle_timeout`` seconds.
+
+        One timer per connection, re-armed from ``last_activity`` when it fires, rather than a
+        timeout around every read: reads are per message, the timer fires once per idle period.
+        """
         loop = asyncio.get_running_loop()
-        while True:
-            remaining = connection.last_activity + self._idle_timeout - loop.time()
-            if remaining <= 0:
-                self._log(
-                    {
-                        "event": "sip-connection-idle",
-                        "listener": connection.peer.listener,
-                        "remote": _text(connection.peer.remote),
-                        "reason": f"no traffic for {self._idle_timeout:g} s",
-                    }
-                )
-                return b""
-            try:
-                async with asyncio.timeout(remaining):
-                    data = await connection.reader.read(_READ_SIZE)
-            except TimeoutError:
-                continue  # a write may have happened meanwhile: recompute
-            connection.last_activity = loop.time()
-            return data
+        remaining = connection.last_activity + self._idle_timeout - loop.time()
+        if remaining > 0:
+            connection.idle_timer = loop.call_later(remaining, self._watch_idle, connection)
+            return
+        self._log(
+            {
+                "event": "sip-connection-idle",
+                "listener": connection.peer.listener,
+                "remote": _text(connection.peer.remote),
+                "reason": f"no traffic for {self._idle_timeout:g} s",
+            }
+        )
+        # The pending read ends at EOF, then _serve forgets the connection.  A TLS close waits for
+        # the peer's close_notify: bounded here as _close_writer bounds it.
+        connection.writer.close()
+        connection.idle_timer = loop.call_later(_CLOSE_WAIT, connection.writer.transport.abort)
 
     def _on_datagram(self, endpoint: _DatagramEndpoint, data: bytes, remote: tuple[str, int]) -> None:
         if not data.strip(b"\r\n\t "):
@@ -688,8 +704,12 @@ class SipTransport:
             connection = await self._connect(destination, ssl_context, server_hostname)
         try:
             connection.write(data)
-            async with asyncio.timeout(self._connect_timeout):
-                await connection.writer.drain()
+            transport = connection.writer.transport
+            # Most writes leave nothing buffered: then there is nothing to wait for, and no timer
+            # to set (drain() waits only while writing is paused, that is with data buffered).
+            if transport.get_write_buffer_size() or transport.is_closing():
+                async with asyncio.timeout(self._connect_timeout):
+                    await connection.writer.drain()
         except (OSError, RuntimeError, TimeoutError) as exc:
             connection.abort()
             raise TransportError(f"cannot send to {destination}: {_reason(exc)}") from None
@@ -896,5 +916,5 @@ def _is_server_context(context: ssl.SSLContext) -> bool:
 async def _close_writer(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(OSError, TimeoutError, RuntimeError):
-        async with asyncio.timeout(1.0):
+        async with asyncio.timeout(_CLOSE_WAIT):
             await writer.wait_closed()
