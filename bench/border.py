@@ -1463,8 +1463,16 @@ def render_table(columns: Sequence[tuple[str, int]], rows: Sequence[tuple[str, s
 def table(results: Sequence[Result]) -> str:
     return render_table(
         [
-            *(("max/s", 7), ("@rate", 6), ("p50 ms", 7), ("p99 ms", 7), ("+p50/x", 7), ("+p99/x", 7)),
-            *(("CPU ms/call", 11), ("CPU s", 7), ("RSS MB", 7), ("PSS MB", 7)),
+            ("max/s", 7),
+            ("@rate", 6),
+            ("p50 ms", 7),
+            ("p99 ms", 7),
+            ("+p50/x", 7),
+            ("+p99/x", 7),
+            ("CPU ms/call", 11),
+            ("CPU s", 7),
+            ("RSS MB", 7),
+            ("PSS MB", 7),
         ],
         [
             (
