@@ -88,7 +88,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -1091,13 +1091,11 @@ class Settings:
     soak_scenario: str = "message"
 
 
-@dataclass
-class Result:
-    subject: str
-    scenario: str
-    max_rate: float | None = None
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    latency_rate: float | None = None
+@dataclass(kw_only=True)
+class Latency:
+    """What one timed run gives: UAC response-time percentiles through the border and straight
+    UAC -> UAS at the same rate, the added latency per crossing, and the border's CPU per call."""
+
     p50_ms: float | None = None
     p99_ms: float | None = None
     direct_p50_ms: float | None = None
@@ -1105,6 +1103,17 @@ class Result:
     added_p50_ms: float | None = None
     added_p99_ms: float | None = None
     cpu_ms_per_call: float | None = None
+
+
+@dataclass
+class Result(Latency):
+    """One subject and scenario of a ramp; its ``Latency`` is the run at half the max rate."""
+
+    subject: str
+    scenario: str
+    max_rate: float | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    latency_rate: float | None = None
     cpu_s: float | None = None
     peak_rss_mb: float | None = None
     peak_pss_mb: float | None = None
@@ -1179,8 +1188,8 @@ def measure(
                     rate = float(max(1, round(ramp.max_rate / 2)))
                     result.latency_rate = rate
                     timed = timed_run(subject, scenario, rate, driver, monitor, reference, settings)
-                    for name in LATENCY_FIELDS:
-                        setattr(result, name, getattr(timed, name))
+                    for figure in fields(Latency):
+                        setattr(result, figure.name, getattr(timed, figure.name))
                     if settings.soak_seconds > 0 and scenario == settings.soak_scenario:
                         result.soak = soak(driver, monitor, rate, settings.soak_seconds, say)
                 result.cpu_s = round(monitor.cpu() - cpu_start, 3)
@@ -1233,9 +1242,8 @@ def soak(
 
 # ------------------------------------------------------------------------- fixed rates
 @dataclass
-class FixedRate:
-    """One subject and scenario at one fixed rate: latency and CPU per call (``--rates``, and the
-    half-rate run of a ramp)."""
+class FixedRate(Latency):
+    """One subject and scenario at one fixed rate (``--rates``, and the half-rate run of a ramp)."""
 
     subject: str
     scenario: str
@@ -1243,26 +1251,7 @@ class FixedRate:
     calls: int = 0
     successful: int = 0
     failed: int = 0
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    direct_p50_ms: float | None = None
-    direct_p99_ms: float | None = None
-    added_p50_ms: float | None = None
-    added_p99_ms: float | None = None
-    cpu_ms_per_call: float | None = None
     error: str | None = None
-
-
-#: What a timed run gives a ramp's ``Result``.
-LATENCY_FIELDS = (
-    "cpu_ms_per_call",
-    "p50_ms",
-    "p99_ms",
-    "direct_p50_ms",
-    "direct_p99_ms",
-    "added_p50_ms",
-    "added_p99_ms",
-)
 
 
 def timed_run(

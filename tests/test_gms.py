@@ -5,10 +5,8 @@ minimum-disclosure view an external requester gets (WA-IC-12).  The aiohttp clie
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
-import shutil
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -19,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from curl_helpers import curl, needs_curl
 from mcinterconnect.services.gms import (
     ASSERTED_IDENTITY_HEADER,
     GROUP_CONTENT_TYPE,
@@ -323,7 +322,7 @@ class _StaticResolver(aiohttp.abc.AbstractResolver):
         return None
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+@needs_curl
 def test_curl_creates_reads_and_deletes_over_tls(tls: tuple[Issued, Issued], tmp_path: Path) -> None:
     ca, _ = tls
     document = tmp_path / "fire.xml"
@@ -331,48 +330,31 @@ def test_curl_creates_reads_and_deletes_over_tls(tls: tuple[Issued, Issued], tmp
     hostile = tmp_path / "hostile.xml"
     hostile.write_bytes(b'<!DOCTYPE g [<!ENTITY x SYSTEM "file:///etc/passwd">]><g>&x;</g>')
 
-    async def curl(port: int, *extra: str) -> tuple[str, str]:
-        process = await asyncio.create_subprocess_exec(
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            "--cacert",
-            str(ca.cert_path),
-            "--resolve",
-            f"{GMS_HOST}:{port}:127.0.0.1",
-            "--write-out",
-            "\n%{http_code}",
-            *extra,
-            f"https://{GMS_HOST}:{port}{PATH}",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await process.communicate()
-        assert process.returncode == 0, stderr.decode()
-        body, status = stdout.decode().rsplit("\n", 1)
-        return status, body
+    async def request(port: int, *extra: str) -> tuple[int, str]:
+        answer = await curl(GMS_HOST, port, PATH, ca.cert_path, *extra, timeout=5)
+        assert answer.exit_code == 0, answer
+        return answer.status, answer.body.decode()
 
     put = ("-X", "PUT", "-H", f"Content-Type: {GROUP_CONTENT_TYPE}")
 
     async def scenario() -> None:
         async with serving(ssl_context=_server_context(tls)) as (service, _base, _events):
             port = service.address[1]
-            status, _ = await curl(port, *put, "-H", "If-None-Match: *", "--data-binary", f"@{document}")
-            assert status == "201"
-            status, _ = await curl(port, *put, "-H", "If-None-Match: *", "--data-binary", f"@{document}")
-            assert status == "412"
-            status, body = await curl(port, "-D", "-")
-            assert status == "200"
+            status, _ = await request(port, *put, "-H", "If-None-Match: *", "--data-binary", f"@{document}")
+            assert status == 201
+            status, _ = await request(port, *put, "-H", "If-None-Match: *", "--data-binary", f"@{document}")
+            assert status == 412
+            status, body = await request(port, "-D", "-")
+            assert status == 200
             assert f"etag: {FIRE.etag}" in body.lower()
-            status, body = await curl(port, "-H", f"{ASSERTED_IDENTITY_HEADER}: sip:gms@a.mc.example")
-            assert status == "200"
+            status, body = await request(port, "-H", f"{ASSERTED_IDENTITY_HEADER}: sip:gms@a.mc.example")
+            assert status == 200
             assert "sip:alice@a.mc.example" in body and "bob" not in body and "dave" not in body
-            status, body = await curl(port, *put, "--data-binary", f"@{hostile}")
-            assert status == "409" and "xcap-error" in body and "root:" not in body
-            status, _ = await curl(port, "-X", "DELETE", "-H", f"If-Match: {FIRE.etag}")
-            assert status == "200"
-            status, body = await curl(port)
-            assert status == "404" and body.strip() == "not-found"
+            status, body = await request(port, *put, "--data-binary", f"@{hostile}")
+            assert status == 409 and "xcap-error" in body and "root:" not in body
+            status, _ = await request(port, "-X", "DELETE", "-H", f"If-Match: {FIRE.etag}")
+            assert status == 200
+            status, body = await request(port)
+            assert status == 404 and body.strip() == "not-found"
 
     run(scenario())

@@ -24,7 +24,7 @@ import functools
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -434,6 +434,16 @@ async def first_poll(world: World) -> None:
     await until(lambda: held_key(world, FIRE_ID) is not None, "the first GMK of the fire group at GMS A")
 
 
+async def put_at_b(http: aiohttp.ClientSession, world: World, document: GroupDocument) -> None:
+    """Change a group document at GMS B, as B's own operator would."""
+    async with http.put(
+        world.b_url + group_path(document.group_id),
+        data=document.to_xml(),
+        headers={"Content-Type": GROUP_CONTENT_TYPE},
+    ) as answer:
+        assert answer.status == 200
+
+
 def refusals(world: World) -> list[dict[str, object]]:
     return [entry for entry in world.audit_a.recent if entry["decision"] == "refuse"]
 
@@ -567,19 +577,10 @@ def test_a_change_at_b_reaches_a_at_the_next_poll(pki: Pki) -> None:
             assert any(e.get("status") == 304 for e in w.events_b)
             gmk_fetches = sum(1 for x in w.relay.seen if x.path.startswith(GMK_PATH))
             assert gmk_fetches == 1  # the GMK is not fetched again while nothing changes
-            changed = GroupDocument(
-                group_id=FIRE.group_id,
-                display_name="Fire brigade (north)",
-                members=(*FIRE.members, GroupMember(CAROL)),
-                services=FIRE.services,
-                visibility=FIRE.visibility,
+            changed = replace(
+                FIRE, display_name="Fire brigade (north)", members=(*FIRE.members, GroupMember(CAROL))
             )
-            async with http.put(
-                w.b_url + group_path(FIRE_ID),
-                data=changed.to_xml(),
-                headers={"Content-Type": GROUP_CONTENT_TYPE},
-            ) as answer:
-                assert answer.status == 200
+            await put_at_b(http, w, changed)
             await until(
                 lambda: (
                     (group := w.gms_a.partner_groups.get(FIRE_ID)) is not None
@@ -608,19 +609,7 @@ def test_forged_or_tampered_gmk_is_refused_and_the_previous_one_kept(pki: Pki) -
             assert previous is not None
 
             async def change_at_b(name: str) -> None:
-                document = GroupDocument(
-                    group_id=FIRE.group_id,
-                    display_name=name,
-                    members=FIRE.members,
-                    services=FIRE.services,
-                    visibility=FIRE.visibility,
-                )
-                async with http.put(
-                    w.b_url + group_path(FIRE_ID),
-                    data=document.to_xml(),
-                    headers={"Content-Type": GROUP_CONTENT_TYPE},
-                ) as answer:
-                    assert answer.status == 200
+                await put_at_b(http, w, replace(FIRE, display_name=name))
 
             def flip(body: bytes) -> bytes:
                 tampered = bytearray(body)

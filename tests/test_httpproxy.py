@@ -14,7 +14,6 @@ import contextlib
 import datetime
 import functools
 import json
-import shutil
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
+from curl_helpers import curl, needs_curl
 from mcinterconnect.border.agreement import HttpProxySettings, PartnerAgreement
 from mcinterconnect.border.audit import AuditLog
 from mcinterconnect.border.httpproxy import HTTP3_FACE, HttpProxy, HttpProxyError, start_http_proxy
@@ -481,33 +481,6 @@ def partner_client_context(pki: Pki) -> ssl.SSLContext:
 #: the client's Finished, connection closed), 56 (receive failure).
 REFUSED_BY_TLS = (35, 52, 56)
 
-needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl (Debian package curl)")
-
-
-async def curl(url_host: str, port: int, path: str, ca: Path, *extra: str) -> tuple[int, int, bytes]:
-    """(curl exit status, HTTP status or 0, body)."""
-    process = await asyncio.create_subprocess_exec(
-        "curl",
-        "-sS",
-        "--max-time",
-        "8",
-        "--resolve",
-        f"{url_host}:{port}:127.0.0.1",
-        "--cacert",
-        str(ca),
-        "-o",
-        "-",
-        "-w",
-        "\n%{http_code}",
-        *extra,
-        f"https://{url_host}:{port}{path}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, _ = await process.communicate()
-    body, _, code = out.rpartition(b"\n")
-    return process.returncode or 0, int(code or b"0"), body
-
 
 @needs_curl
 def test_curl_on_http3_without_partner_certificate_is_refused(pki: Pki) -> None:
@@ -517,22 +490,22 @@ def test_curl_on_http3_without_partner_certificate_is_refused(pki: Pki) -> None:
             host = "hp.b.mc.example"
             ident = ("-H", f"X-3GPP-Asserted-Identity: {GMS_A}")
             # No certificate: the handshake fails (TLS 1.3: at the first read).
-            code, status, _ = await curl(host, port, GROUPS + "g", pki.ca_b, *ident)
+            code, status, _, _ = await curl(host, port, GROUPS + "g", pki.ca_b, *ident)
             assert code in REFUSED_BY_TLS and status == 0, code
             # A client of B (B's own CA is not trusted on HTTP-3).
-            code, status, _ = await curl(
+            code, status, _, _ = await curl(
                 host, port, GROUPS + "g", pki.ca_b, "--cert", str(pki.b_client.cert), "--key",
                 str(pki.b_client.key), *ident,
             )  # fmt: skip
             assert code in REFUSED_BY_TLS and status == 0, code
             # A's CA, but not A's HTTP proxy name: TLS passes, the request does not.
-            code, status, body = await curl(
+            code, status, _, body = await curl(
                 host, port, GROUPS + "g", pki.ca_b, "--cert", str(pki.a_wrong_name.cert), "--key",
                 str(pki.a_wrong_name.key), *ident,
             )  # fmt: skip
             assert (code, status, body) == (0, 403, b"peer-unknown\n")
             # A's HTTP proxy certificate: admitted.
-            code, status, _ = await curl(
+            code, status, _, _ = await curl(
                 host, port, GROUPS + "g", pki.ca_b, "--cert", str(pki.proxy_a.cert), "--key",
                 str(pki.proxy_a.key), *ident,
             )  # fmt: skip
@@ -560,13 +533,13 @@ def test_curl_client_side_asserts_certificate_identity_and_never_reaches_partner
                 "-H",
                 "MC-EAR: AAAA",
             )
-            code, status, body = await curl(host, port, GROUPS + "g", pki.ca_a, *alice, *forged)
+            code, status, _, body = await curl(host, port, GROUPS + "g", pki.ca_a, *alice, *forged)
             assert (code, status) == (0, 200), body
             seen = json.loads(body)["headers"]
             assert value(seen, "X-3GPP-Asserted-Identity") == [ALICE]
             assert "mc-ear" not in names(seen)
             # A Host naming the partner changes nothing: A's GMS gets it, B never.
-            code, status, body = await curl(
+            code, status, _, body = await curl(
                 host, port, GROUPS + "g", pki.ca_a, *alice, "-H", "Host: b.mc.example"
             )
             assert (code, status) == (0, 200)
@@ -575,13 +548,13 @@ def test_curl_client_side_asserts_certificate_identity_and_never_reaches_partner
             assert len(w.audit_b.recent) == 0
             assert w.sent_by_a == bytearray()
             # Unknown path: no route.
-            code, status, body = await curl(host, port, "/elsewhere/x", pki.ca_a, *alice)
+            code, status, _, body = await curl(host, port, "/elsewhere/x", pki.ca_a, *alice)
             assert (status, body) == (404, b"no-route\n")
             # Without a client certificate: the handshake fails.
-            code, status, _ = await curl(host, port, GROUPS + "g", pki.ca_a)
+            code, status, _, _ = await curl(host, port, GROUPS + "g", pki.ca_a)
             assert code in REFUSED_BY_TLS and status == 0
             # A certificate of A without an MC service ID (the proxy's own): refused.
-            code, status, body = await curl(
+            code, status, _, body = await curl(
                 host, port, GROUPS + "g", pki.ca_a, "--cert", str(pki.a_wrong_name.cert), "--key",
                 str(pki.a_wrong_name.key),
             )  # fmt: skip

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import shutil
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine
@@ -22,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from curl_helpers import CurlAnswer, curl, needs_curl
 from mcinterconnect.crypto.kms import Kms, KmsCertificate, KmsError, KmsResponse
 from mcinterconnect.deploy.config import load_deployment
 from mcinterconnect.deploy.init import init_deployment
@@ -423,45 +423,24 @@ def test_a_failure_inside_the_kms_is_an_internal_error_without_details(pki: Pki,
 # --- curl as a third-party client --------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+@needs_curl
 def test_curl_gets_the_kms_init_document_only_with_a_client_certificate(pki: Pki, kms: Kms) -> None:
     alice = pki.clients["alice"]
 
-    async def curl(served: Served, *extra: str) -> tuple[int, str]:
-        process = await asyncio.create_subprocess_exec(
-            "curl",
-            "-sS",
-            "--max-time",
-            "10",
-            "--cacert",
-            str(pki.ca),
-            "--resolve",
-            f"{KMS_HOST}:{served.port}:127.0.0.1",
-            "--data-binary",
-            "",
-            "--write-out",
-            "\n%{http_code} %{content_type}",
-            *extra,
-            f"https://{KMS_HOST}:{served.port}{INIT_PATH}",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, _ = await process.communicate()
-        assert process.returncode is not None
-        return process.returncode, stdout.decode()
+    async def post_init(served: Served, *extra: str) -> CurlAnswer:
+        return await curl(KMS_HOST, served.port, INIT_PATH, pki.ca, "--data-binary", "", *extra, timeout=10)
 
     async def scenario() -> None:
         async with serving(pki, kms) as served:
-            code, output = await curl(served, "--cert", str(alice.cert), "--key", str(alice.key))
-            assert code == 0, output
-            document, status = output.rsplit("\n", 1)
-            assert status == "200 application/xml"
-            response = KmsResponse.from_xml(document.encode())
+            answer = await post_init(served, "--cert", str(alice.cert), "--key", str(alice.key))
+            assert answer.exit_code == 0, answer
+            assert (answer.status, answer.content_type) == (200, "application/xml")
+            response = KmsResponse.from_xml(answer.body)
             assert response.kind == "init" and response.user_uri == ALICE
             assert response.certificates == (kms.certificate,)
-            code, output = await curl(served)
-            assert code != 0
-            assert "KmsResponse" not in output
+            answer = await post_init(served)
+            assert answer.exit_code != 0
+            assert b"KmsResponse" not in answer.body
 
     run(scenario())
 
