@@ -31,6 +31,7 @@ from mcinterconnect.border.httppolicy import (
     rule_allows,
     unsafe_target,
 )
+from mcinterconnect.border.peers import PartnerPeer, PartnerPeers
 from mcinterconnect.crypto.kms import Kms
 from mcinterconnect.crypto.uid import ntp_seconds
 from mcinterconnect.deploy.pki import create_ca, issue_certificate, write_pem
@@ -292,6 +293,24 @@ def test_identify_peer(cas: dict[str, tuple[x509.Certificate, object, Path]]) ->
     assert policy.identify_peer(leaf(cas, "c", ["hp.c.mc.example"]), "127.0.0.1") is None
     assert policy.identify_peer(leaf(cas, "b", ["hp.a.mc.example"]), "127.0.0.1") is None
     assert policy.identify_peer(None, "127.0.0.1") is None
+
+
+def test_partner_peers_cache_the_verdict_per_certificate_and_address(
+    cas: dict[str, tuple[x509.Certificate, object, Path]],
+) -> None:
+    """The cache shared by the IS proxy and the HTTP proxy (border/peers.py): a verdict cached
+    for an allowed source address is not reused for another address."""
+    peers = PartnerPeers(
+        [PartnerPeer("a", "hp.a.mc.example", (cas["a"][0],), frozenset({"127.0.0.1"}))], cache_size=2
+    )
+    certificate = leaf(cas, "a", ["hp.a.mc.example"])
+    for _ in range(2):  # the second round answers from the cache
+        assert peers.identify(certificate, "127.0.0.1") == "a"
+        assert peers.identify(certificate, "127.0.0.9") is None
+    other = leaf(cas, "a", ["other.a.mc.example"])
+    assert peers.identify(other, "127.0.0.1") is None  # a third entry: the bounded cache starts over
+    assert peers.identify(certificate, "127.0.0.1") == "a"
+    assert peers.identify(None, "127.0.0.1") is None
 
 
 # --- exit ----------------------------------------------------------------------------------------

@@ -42,10 +42,9 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from mcinterconnect.border.agreement import HTTP_METHODS, PartnerAgreement
-from mcinterconnect.border.peers import PartnerPeer, identify_partner
+from mcinterconnect.border.peers import PartnerPeer, PartnerPeers
 from mcinterconnect.crypto import eccsi
 from mcinterconnect.crypto.kms import KmsCertificate
 from mcinterconnect.identity import (
@@ -392,25 +391,17 @@ class HttpBorderPolicy:
         self.by_name = {p.name: p for p in self.partners}
         self._own = frozenset(domain.lower() for domain in self.own_domains)
         self._own_psis = frozenset(self.own_psis)
-        self._peers = [
+        self._peers = PartnerPeers(
             PartnerPeer(p.name, p.http_proxy_host, tuple(self.anchors.get(p.name, ())))
             for p in self.partners
             if p.http_proxy_host is not None
-        ]
-        self._peer_cache: dict[bytes, str | None] = {}
+        )
 
     # ------------------------------------------------------------ peers (BC-1)
     def identify_peer(self, certificate: x509.Certificate | None, remote_host: str) -> str | None:
         """The partner whose HTTP proxy presented ``certificate`` (issued by one of that partner's
         anchors and naming its ``http_proxy_host``), else ``None``."""
-        if certificate is None:
-            return None
-        key = certificate.fingerprint(hashes.SHA256())
-        if key not in self._peer_cache:
-            if len(self._peer_cache) >= 1024:
-                self._peer_cache.clear()
-            self._peer_cache[key] = identify_partner(certificate, remote_host, self._peers)
-        return self._peer_cache[key]
+        return self._peers.identify(certificate, remote_host)
 
     # ------------------------------------------------------------ client face
     def client_request(self, method: str, target: str, headers: Headers, identity: str) -> Relay | Refusal:

@@ -51,7 +51,7 @@ from mcinterconnect.border.agreement import IsProxySettings, PartnerAgreement
 from mcinterconnect.border.audit import AuditLog
 from mcinterconnect.border.expiry import ExpiryTracker, is_release
 from mcinterconnect.border.explicit import needs_ear
-from mcinterconnect.border.peers import PartnerPeer, identify_partner
+from mcinterconnect.border.peers import PartnerPeer, PartnerPeers
 from mcinterconnect.border.policy import (
     ALLOWED,
     NOT_A_SERVER,
@@ -92,8 +92,6 @@ from mcinterconnect.sip.proxy import (
 )
 from mcinterconnect.sip.transport import OUTBOUND, Address, PeerInfo
 from mcinterconnect.sip.uri import NameAddr, SipSyntaxError, SipUri, Via
-
-_PEER_CACHE_SIZE = 1024
 
 INTERNAL_LISTENER = "internal"
 SIP3_LISTENER = "sip3"
@@ -171,17 +169,14 @@ class IsProxy:
         self.partners = {
             p.name: _Partner(p, [_load_anchor(path) for path in p.trust_anchors]) for p in agreements
         }
-        self._peers = [
+        self._peers = PartnerPeers(
             PartnerPeer(
                 name, partner.agreement.is_proxy_host, partner.anchors, partner.agreement.allowed_sources
             )
             for name, partner in self.partners.items()
-        ]
+        )
         self.authenticator = authenticator or ImplicitAuthentication()
         self._internal_sources = {ipaddress.ip_address(a) for a in settings.allowed_internal_sources}
-        # The verdict for a (certificate, address) never changes while the configuration stands;
-        # caching it keeps a signature verification off the per-message path.
-        self._peer_cache: dict[tuple[x509.Certificate, str], str | None] = {}
 
     # ------------------------------------------------------------- TLS peers
     def identify_peer(self, certificate: x509.Certificate | None, remote: tuple[str, int]) -> str | None:
@@ -190,19 +185,7 @@ class IsProxy:
         The certificate must be issued by one of that partner's trust anchors *and* name the
         partner's configured IS proxy host (WA-IC-17); a partner's CA cannot vouch for another.
         """
-        if certificate is None:
-            return None
-        key = (certificate, remote[0])
-        if key in self._peer_cache:
-            return self._peer_cache[key]
-        partner = self._identify(certificate, remote)
-        if len(self._peer_cache) >= _PEER_CACHE_SIZE:
-            self._peer_cache.clear()
-        self._peer_cache[key] = partner
-        return partner
-
-    def _identify(self, certificate: x509.Certificate, remote: tuple[str, int]) -> str | None:
-        return identify_partner(certificate, remote[0], self._peers)
+        return self._peers.identify(certificate, remote[0])
 
     def peer_refusal(self, certificate: x509.Certificate | None, remote: tuple[str, int]) -> str | None:
         """The TLS peer check of the SIP-3 listener: a refusal reason, or None for a partner."""
