@@ -50,6 +50,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Final, Literal
 
 from lxml import etree
@@ -132,6 +133,11 @@ class GroupDocument:
 
     def to_xml(self) -> bytes:
         """The canonical document bytes (UTF-8, with XML declaration)."""
+        return self._xml
+
+    @cached_property
+    def _xml(self) -> bytes:
+        # Made once per document (it is immutable): a GET needs it for the ETag and the body.
         root = etree.Element(_ls("group"), nsmap=_NSMAP)  # type: ignore[arg-type]
         service = etree.SubElement(root, _ls("list-service"), uri=self.group_id)
         if self.display_name is not None:
@@ -161,7 +167,7 @@ class GroupDocument:
                 )
         return bytes(etree.tostring(root, encoding="UTF-8", xml_declaration=True, pretty_print=True))
 
-    @property
+    @cached_property
     def etag(self) -> str:
         """Strong ETag: the quoted first 32 hex digits of SHA-256 over ``to_xml()``."""
         return '"' + hashlib.sha256(self.to_xml()).hexdigest()[:32] + '"'
